@@ -1,0 +1,108 @@
+"""The plain data that crosses stages: articles, issues, reports; id and slug rules."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from slugify import slugify
+
+SourceKind = Literal["file", "feed"]
+Severity = Literal["error", "warning"]
+
+SLUG_MAX_LENGTH = 80
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedArticle:
+    """What a source read from one file or feed entry, before the store gives it an id."""
+
+    title: str
+    content_html: str  # sanitized
+    summary: str  # plain text
+    author: str | None = None
+    publication: str | None = None
+    date: datetime | None = None  # from the source; None: the time it was first collected
+    url: str | None = None  # the original link, when the article lives elsewhere
+    slug: str | None = None  # asked for in front matter; the store makes it unique
+    tags: tuple[str, ...] = ()
+    draft: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """A stored article. `id` and `slug` never change once stored."""
+
+    id: str
+    slug: str
+    title: str
+    content_html: str
+    summary: str
+    date: datetime  # aware, UTC
+    collected_at: datetime  # aware, UTC
+    source_kind: SourceKind
+    source: str  # path relative to the articles folder, or the feed URL
+    author: str | None = None
+    publication: str | None = None
+    updated: datetime | None = None  # aware, UTC; set when the source changed after collection
+    url: str | None = None
+    tags: tuple[str, ...] = ()
+    draft: bool = False
+    source_missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A published issue: its number, folder name and the articles it carries, in order."""
+
+    number: int
+    folder: str  # YYYY-MM-DD, or YYYY-MM-DD-N for the Nth issue that day
+    published_at: datetime  # aware, UTC
+    article_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that went wrong with one item; the rest of the batch went on."""
+
+    where: str  # file path, URL or setting
+    message: str  # says what happened and what to do
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectReport:
+    """What one `collect` run did."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    source_missing: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")
+
+
+def article_id(source_kind: SourceKind, key: str) -> str:
+    """A stable id from where an article came from: same source, same id, forever."""
+    digest = hashlib.sha256(f"{source_kind}:{key}".encode()).hexdigest()
+    return digest[:20]
+
+
+def unique_slug(wanted: str, taken: Collection[str]) -> str:
+    """Slugify `wanted`, then add -2, -3, ... until it is not in `taken`."""
+    base = slugify(wanted, max_length=SLUG_MAX_LENGTH, word_boundary=True) or "article"
+    slug, n = base, 2
+    while slug in taken:
+        slug = f"{base}-{n}"
+        n += 1
+    return slug

@@ -1,0 +1,73 @@
+"""Sanitize incoming HTML, normalise text, strip the characters XML forbids."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import nh3
+
+# XML 1.0 allows tab, LF, CR and everything from U+0020 except surrogates, U+FFFE and U+FFFF.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+_ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "dfn", "div",
+    "dl", "dt", "em", "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+    "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong",
+    "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "u", "ul",
+}  # fmt: skip
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+    "time": {"datetime"},
+    "abbr": {"title"},
+}
+_URL_SCHEMES = {"http", "https", "mailto"}
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def strip_xml_forbidden(text: str) -> str:
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def normalize_text(text: str) -> str:
+    """NFC, Unix newlines, no characters XML forbids. Curly quotes and dashes stay as written."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return strip_xml_forbidden(unicodedata.normalize("NFC", text))
+
+
+def sanitize_html(fragment: str) -> str:
+    """Keep structure and links; drop scripts, styles, event handlers and unsafe URLs.
+
+    An <h1> becomes an <h2>: the article title is the page's only <h1>.
+    """
+    cleaned = nh3.clean(
+        strip_xml_forbidden(fragment),
+        tags=_ALLOWED_TAGS | {"h1"},
+        clean_content_tags={"script", "style", "template", "noscript", "iframe", "object"},
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel="noopener noreferrer",
+    )
+    return cleaned.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+
+
+def html_to_text(fragment: str) -> str:
+    """Visible text of an HTML fragment on one line, for summaries and titles."""
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", fragment))).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary at most `limit` characters long, ending with an ellipsis."""
+    text = _SPACE.sub(" ", text).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:–—-")
+    return cut + "…"

@@ -1,0 +1,89 @@
+"""Shared fixtures: a site in a temporary folder with real files and a real SQLite store."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from publisher.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
+NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+SETTINGS_TEMPLATE = """\
+[site]
+title = "Test Dispatch"
+url = "https://news.example.org/"
+description = "Tests."
+timezone = "Europe/Berlin"
+author = "Desk"
+email = "desk@news.example.org"
+
+[articles]
+dir = "articles"
+max_bytes = {max_bytes}
+
+[store]
+path = "state/test.db"
+
+[output]
+dir = "issues"
+"""
+
+
+@dataclass
+class Site:
+    """A throwaway site: settings.toml, articles/, state/ and issues/ under one folder."""
+
+    root: Path
+    settings_path: Path
+
+    @property
+    def articles(self) -> Path:
+        return self.root / "articles"
+
+    def settings(self) -> Settings:
+        return load_settings(self.settings_path, environ={})
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.articles / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Callable[..., Site]:
+    def make(max_bytes: int = 1_000_000, extra: str = "") -> Site:
+        root = tmp_path / "site"
+        (root / "articles").mkdir(parents=True, exist_ok=True)
+        settings_path = root / "settings.toml"
+        settings_path.write_text(
+            SETTINGS_TEMPLATE.format(max_bytes=max_bytes) + extra, encoding="utf-8"
+        )
+        return Site(root, settings_path)
+
+    return make
+
+
+@pytest.fixture
+def site(make_site: Callable[..., Site]) -> Site:
+    return make_site()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared beside the project: the corpus and schemas; tests skip where it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the shared corpus and schemas come with the workspace")
+    return SHARED

@@ -66,6 +66,61 @@ class Issue:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishedArticle:
+    """An article as it appears in an issue and the feeds.
+
+    `url` is absolute: our permalink page for a local article
+    (`<site.url><issue folder>/<slug>.html`), the original link for one from an upstream feed.
+    """
+
+    article: Article
+    issue_folder: str
+    url: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.article.source_kind == "file"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    """An issue as the archive page and issues.xml list it: no article bodies needed."""
+
+    number: int
+    folder: str
+    published_at: datetime  # aware, UTC
+    title: str  # e.g. "The Sample Dispatch #12: Harbour lights return"
+    url: str  # absolute URL of the issue's web version (<site.url><folder>/)
+    article_titles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueContent:
+    """Everything one issue's pages and digest are rendered from."""
+
+    summary: IssueSummary
+    articles: tuple[PublishedArticle, ...]  # in issue order
+
+
+# Per-subscriber parts of the digest. Rendering leaves these markers in email.html,
+# email.txt and email.eml; delivery fills them in for each subscriber. ASCII without "=" so
+# they survive quoted-printable and base64 untouched.
+PLACEHOLDER_UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
+PLACEHOLDER_GREETING = "%%GREETING%%"  # becomes "Hello Jane," or "Hello,"
+PLACEHOLDER_RECIPIENT = "%%RECIPIENT%%"  # the To: address
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The rendered digest of one issue: CSS already inlined, placeholders not yet filled."""
+
+    subject: str
+    preheader: str
+    html: str  # email.html
+    text: str  # email.txt
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """One thing that went wrong with one item; the rest of the batch went on."""
 

@@ -51,6 +51,7 @@ issues_table = sa.Table(
     sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("folder", sa.String(40), nullable=False, unique=True),
     sa.Column("published_at", sa.DateTime, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
 )
 issue_articles_table = sa.Table(
     "issue_articles",

@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("folder", sa.String(40), nullable=False, unique=True),
         sa.Column("published_at", sa.DateTime, nullable=False),
+        sa.Column("title", sa.Text, nullable=False),
     )
     op.create_table(
         "issue_articles",

@@ -24,6 +24,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Rewrite tests/golden/ from the current code; review `git diff tests/golden` before committing.
+golden: $(STAMP)
+	PUBLISHER_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -62,6 +62,7 @@ class Issue:
     number: int
     folder: str  # YYYY-MM-DD, or YYYY-MM-DD-N for the Nth issue that day
     published_at: datetime  # aware, UTC
+    title: str  # the digest's subject and the archive's entry
     article_ids: tuple[str, ...]
 
 

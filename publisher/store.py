@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import StoreError
-from publisher.model import Article, SourceKind
+from publisher.model import Article, Issue, SourceKind
 
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
 HEAD_REVISION = "0002"
@@ -352,3 +352,91 @@ class Store:
             return int(
                 conn.execute(sa.select(sa.func.count()).select_from(articles_table)).scalar_one()
             )
+
+    # ------------------------------------------------------------------ issues
+
+    @_wrap_errors
+    def unissued_articles(self) -> list[Article]:
+        """Articles in no issue yet, drafts left out, oldest collected first."""
+        t, ia = articles_table, issue_articles_table
+        query = (
+            sa.select(t)
+            .where(t.c.draft == sa.false())
+            .where(~sa.exists().where(ia.c.article_id == t.c.id))
+            .order_by(t.c.collected_at, t.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_article_from_row(row) for row in conn.execute(query)]
+
+    @_wrap_errors
+    def save_issue(self, issue: Issue) -> None:
+        """Record a published issue and its articles in one transaction.
+
+        The database refuses an article already in another issue, or a taken number or folder.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                issues_table.insert().values(
+                    number=issue.number,
+                    folder=issue.folder,
+                    published_at=_to_db(issue.published_at),
+                    title=issue.title,
+                )
+            )
+            if issue.article_ids:
+                conn.execute(
+                    issue_articles_table.insert(),
+                    [
+                        {"issue_number": issue.number, "article_id": aid, "position": pos}
+                        for pos, aid in enumerate(issue.article_ids)
+                    ],
+                )
+
+    @_wrap_errors
+    def get_issue(self, number: int | None = None) -> Issue | None:
+        """The issue with this number, or the newest one when `number` is None."""
+        query = sa.select(issues_table)
+        if number is None:
+            query = query.order_by(issues_table.c.number.desc()).limit(1)
+        else:
+            query = query.where(issues_table.c.number == number)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            ids = conn.execute(
+                sa.select(issue_articles_table.c.article_id)
+                .where(issue_articles_table.c.issue_number == row.number)
+                .order_by(issue_articles_table.c.position)
+            ).scalars()
+            return Issue(
+                number=row.number,
+                folder=row.folder,
+                published_at=row.published_at.replace(tzinfo=UTC),
+                title=row.title,
+                article_ids=tuple(ids),
+            )
+
+    @_wrap_errors
+    def list_issues(self, limit: int | None = None) -> list[Issue]:
+        """Issues newest first, without their article lists (article_ids is empty)."""
+        query = sa.select(issues_table).order_by(issues_table.c.number.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                Issue(
+                    number=row.number,
+                    folder=row.folder,
+                    published_at=row.published_at.replace(tzinfo=UTC),
+                    title=row.title,
+                    article_ids=(),
+                )
+                for row in conn.execute(query)
+            ]
+
+    @_wrap_errors
+    def articles_by_id(self, article_ids: list[str]) -> dict[str, Article]:
+        if not article_ids:
+            return {}
+        query = sa.select(articles_table).where(articles_table.c.id.in_(article_ids))
+        with self.engine.connect() as conn:
+            return {row.id: _article_from_row(row) for row in conn.execute(query)}

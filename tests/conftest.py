@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,3 +88,26 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent: the shared corpus and schemas come with the workspace")
     return SHARED
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture
+def golden() -> Callable[[str, str | bytes], None]:
+    """Compare rendered output with tests/golden/NAME.
+
+    `make golden` (PUBLISHER_UPDATE_GOLDEN=1) rewrites the files instead; review the git diff.
+    """
+
+    def check(name: str, actual: str | bytes) -> None:
+        data = actual.encode() if isinstance(actual, str) else actual
+        path = GOLDEN / name
+        if os.environ.get("PUBLISHER_UPDATE_GOLDEN"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return
+        assert path.exists(), f"{path} is missing: run `make golden` and review the diff"
+        assert data == path.read_bytes(), f"{name} differs from its golden file; see git diff"
+
+    return check

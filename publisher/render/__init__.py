@@ -1,0 +1,1 @@
+"""Rendering: pure functions from plain data to strings and bytes (feeds, digest, pages)."""

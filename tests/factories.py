@@ -1,0 +1,58 @@
+"""Builders of plain model objects for tests of pure stages (render, plan)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from publisher.model import (
+    Article,
+    IssueContent,
+    IssueSummary,
+    PublishedArticle,
+    article_id,
+)
+
+SITE_URL = "https://news.example.org/"
+BASE_TIME = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def make_article(n: int = 1, **changes: Any) -> Article:
+    """A local article; `n` makes id, slug, title and dates distinct."""
+    article = Article(
+        id=article_id("file", f"article-{n}.md"),
+        slug=f"article-{n}",
+        title=f"Article number {n}: harbour news",
+        content_html=f'<p>Body of article {n}, see <a href="https://example.org/{n}">this</a>.</p>',
+        summary=f"Body of article {n}.",
+        date=BASE_TIME + timedelta(hours=n),
+        collected_at=BASE_TIME + timedelta(hours=n, minutes=5),
+        source_kind="file",
+        source=f"article-{n}.md",
+        author="Maren Holt",
+    )
+    return replace(article, **changes)
+
+
+def make_issue_content(
+    number: int = 1, articles: list[Article] | None = None, folder: str = "2026-11-24"
+) -> IssueContent:
+    articles = articles if articles is not None else [make_article(i) for i in range(1, 4)]
+    published = tuple(
+        PublishedArticle(
+            article=a,
+            issue_folder=folder,
+            url=f"{SITE_URL}{folder}/{a.slug}.html" if a.source_kind == "file" else (a.url or ""),
+        )
+        for a in articles
+    )
+    summary = IssueSummary(
+        number=number,
+        folder=folder,
+        published_at=datetime(2026, 11, 24, 6, 0, tzinfo=UTC),
+        title=f"Test Dispatch #{number}: {articles[0].title}" if articles else "Test Dispatch",
+        url=f"{SITE_URL}{folder}/",
+        article_titles=tuple(a.title for a in articles),
+    )
+    return IssueContent(summary=summary, articles=published)

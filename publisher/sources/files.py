@@ -187,7 +187,7 @@ def _header_front_matter(lines: list[str]) -> tuple[dict[str, tuple[Any, int]], 
                 f"line {i + 1}: expected 'Key: value' in the header lines",
                 hint="end the header with a blank line before the article text",
             )
-        fields[match.group(1).lower()] = (match.group(2), i + 1)
+        fields[match.group(1)] = (match.group(2), i + 1)
     return fields, "", len(lines)
 
 
@@ -359,17 +359,18 @@ def title_from_lede(lede: str) -> str:
     return sentence.rstrip(" .;:,")
 
 
-_HASHLIKE = re.compile(r"^(?=.*\d)[0-9a-f]{6,}$|^(?=.*[a-z])(?=.*\d)[a-z0-9]{8,}$|^\d+$")
-
-
 def title_from_file_name(stem: str) -> str | None:
-    """A title from a meaningful file name, e.g. 'spring-garden-notes'; None for hash-like names."""
-    words = [w for w in re.split(r"[-_.\s]+", stem) if w]
-    kept = [w for w in words if not _HASHLIKE.match(w.lower())]
-    letters = sum(ch.isalpha() for w in kept for ch in w)
-    if not kept or letters < 4 or len(kept) < len(words) / 2:
+    """A title from a meaningful file name, e.g. 'spring-garden-notes'; None for hash-like names.
+
+    Number-only parts (dates, counters) are dropped; any part mixing letters and digits
+    ('a294275c7f261648', '77b0') marks a generated name.
+    """
+    words = [w for w in re.split(r"[-_.\s]+", stem) if w and not w.isdigit()]
+    if any(re.search(r"\d", w) for w in words):
         return None
-    text = " ".join(kept)
+    if sum(ch.isalpha() for w in words for ch in w) < 4:
+        return None
+    text = " ".join(words)
     return text[:1].upper() + text[1:]
 
 

@@ -1,0 +1,76 @@
+"""The store: migrations upgrade in place, driver errors become StoreError, invariants hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from publisher.errors import StoreError
+from publisher.model import Issue
+from publisher.store import HEAD_REVISION, MIGRATIONS_DIR, Store
+from tests.factories import make_article
+
+
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
+
+
+def test_head_revision_matches_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_an_older_store_upgrades_in_place_keeping_its_articles(tmp_path: Path) -> None:
+    url = db_url(tmp_path)
+    with Store.open(url) as store:
+        store.downgrade("0001")
+        assert store.revision() == "0001"
+        store.save_article(make_article(1), size=10, mtime_ns=5, content_hash="ab")
+        assert not sa.inspect(store.engine).has_table("issues")
+    with Store.open(url) as store:
+        assert store.revision() == HEAD_REVISION
+        assert sa.inspect(store.engine).has_table("issues")
+        assert store.get_article(make_article(1).id) == make_article(1)
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    with Store.open(db_url(tmp_path)) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_a_file_that_is_not_a_database_gives_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as caught:
+        Store.open(f"sqlite:///{path}")
+    assert str(caught.value).startswith(f"sqlite:///{path}: database error: DatabaseError")
+    assert "check the store settings" in str(caught.value)
+
+
+def test_article_round_trips_with_its_timezone_and_tags(tmp_path: Path) -> None:
+    article = make_article(3, tags=("café", "news"), author=None, draft=True)
+    with Store.open(db_url(tmp_path)) as store:
+        store.save_article(article)
+        assert store.get_article(article.id) == article
+        assert store.unissued_articles() == []  # drafts are never issued
+
+
+def test_an_article_can_be_in_one_issue_only(tmp_path: Path) -> None:
+    one, two = make_article(1), make_article(2)
+    with Store.open(db_url(tmp_path)) as store:
+        store.save_article(one)
+        store.save_article(two)
+        issue = Issue(1, "2026-11-24", one.date, "T #1", (one.id,))
+        store.save_issue(issue)
+        assert [a.id for a in store.unissued_articles()] == [two.id]
+        with pytest.raises(StoreError, match="IntegrityError"):
+            store.save_issue(Issue(2, "2026-11-25", one.date, "T #2", (two.id, one.id)))
+        # The failed issue left nothing behind.
+        assert [a.id for a in store.unissued_articles()] == [two.id]
+        assert store.get_issue() == issue
+        assert [i.number for i in store.list_issues()] == [1]

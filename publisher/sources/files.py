@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import os
 import re
@@ -10,15 +11,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
-
-import yaml
-from markdown_it import MarkdownIt
 
 from publisher.errors import SourceError
 from publisher.model import ParsedArticle
 from publisher.sources.clean import html_to_text, normalize_text, sanitize_html, shorten
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 ARTICLE_SUFFIXES = (".txt", ".md", ".html")
 FRONT_MATTER_KEYS = ("title", "author", "date", "tags", "summary", "url", "slug", "draft")
@@ -154,9 +155,13 @@ def _yaml_front_matter(lines: list[str]) -> tuple[dict[str, tuple[Any, int]], st
             hint="end it with a line holding only '---'",
         )
     block = "\n".join(lines[1:end])
+    import yaml  # here, not at the top: an unchanged collect run never parses front matter
+
+    loader = yaml.SafeLoader(block)
     try:
-        node = yaml.compose(block, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(block)
+        # One pass: the node tree gives each key's line, the document its values.
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1
@@ -165,6 +170,8 @@ def _yaml_front_matter(lines: list[str]) -> tuple[dict[str, tuple[Any, int]], st
             f"line {line}: malformed front matter ({problem})",
             hint="fix the YAML between the '---' lines",
         ) from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
@@ -386,7 +393,15 @@ def _plain_to_html(blocks: list[Block]) -> str:
 
 # ---------------------------------------------------------------------------- the three forms
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": True})
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    # Built on first use: an unchanged collect run never renders Markdown.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True})
+
+
 _MD_H1 = re.compile(r"^\s{0,3}#\s+(.+?)(?:\s+#+)?\s*$")
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.S | re.I)
 _HTML_H1 = re.compile(r"<h1[^>]*>(.*?)</h1>", re.S | re.I)
@@ -422,9 +437,9 @@ def parse_article(name: str, data: bytes, zone: tzinfo) -> ParsedArticle:
             first_line = body.lstrip("\n").split("\n", 1)
             match = _MD_H1.match(first_line[0])
             if match:
-                found_title = html_to_text(_MARKDOWN.renderInline(match.group(1)))
+                found_title = html_to_text(_markdown().renderInline(match.group(1)))
                 body = first_line[1] if len(first_line) > 1 else ""
-            content = sanitize_html(_MARKDOWN.render(body))
+            content = sanitize_html(_markdown().render(body))
         else:
             title_tag = _HTML_TITLE.search(body)
             h1 = _HTML_H1.search(body)

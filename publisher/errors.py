@@ -45,5 +45,9 @@ class RenderError(PublisherError):
     """A template or feed could not be rendered."""
 
 
+class WriteError(PublisherError):
+    """Output could not be written; what was there before is untouched."""
+
+
 class DeliveryError(PublisherError):
     """A message could not be built or handed to the SMTP server."""

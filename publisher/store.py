@@ -418,25 +418,55 @@ class Store:
             )
 
     @_wrap_errors
-    def list_issues(self, limit: int | None = None) -> list[Issue]:
-        """Issues newest first, without their article lists (article_ids is empty)."""
-        query = sa.select(issues_table).order_by(issues_table.c.number.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [
-                Issue(
-                    number=row.number,
-                    folder=row.folder,
-                    published_at=row.published_at.replace(tzinfo=UTC),
-                    title=row.title,
-                    article_ids=(),
-                )
-                for row in conn.execute(query)
-            ]
-
-    @_wrap_errors
     def articles_by_id(self, article_ids: list[str]) -> dict[str, Article]:
         if not article_ids:
             return {}
         query = sa.select(articles_table).where(articles_table.c.id.in_(article_ids))
         with self.engine.connect() as conn:
             return {row.id: _article_from_row(row) for row in conn.execute(query)}
+
+    @_wrap_errors
+    def published_articles(self, limit: int) -> list[tuple[Article, str]]:
+        """The latest `limit` published articles with their issue folder: newest issue first,
+        issue order within it. The cost follows `limit`, not the archive."""
+        t, ia, it = articles_table, issue_articles_table, issues_table
+        query = (
+            sa.select(t, it.c.folder)
+            .join(ia, ia.c.article_id == t.c.id)
+            .join(it, it.c.number == ia.c.issue_number)
+            .order_by(ia.c.issue_number.desc(), ia.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(_article_from_row(row), row.folder) for row in conn.execute(query)]
+
+    @_wrap_errors
+    def issues_with_titles(self, limit: int | None = None) -> list[tuple[Issue, tuple[str, ...]]]:
+        """Issues newest first, each with its article ids and titles in issue order."""
+        it, ia, t = issues_table, issue_articles_table, articles_table
+        with self.engine.connect() as conn:
+            issues = conn.execute(sa.select(it).order_by(it.c.number.desc()).limit(limit)).all()
+            if not issues:
+                return []
+            lowest = issues[-1].number
+            members: dict[int, list[tuple[str, str]]] = {}
+            rows = conn.execute(
+                sa.select(ia.c.issue_number, t.c.id, t.c.title)
+                .join(t, t.c.id == ia.c.article_id)
+                .where(ia.c.issue_number >= lowest)
+                .order_by(ia.c.issue_number, ia.c.position)
+            )
+            for number, aid, title in rows:
+                members.setdefault(number, []).append((aid, title))
+        result = []
+        for row in issues:
+            pairs = members.get(row.number, [])
+            issue = Issue(
+                number=row.number,
+                folder=row.folder,
+                published_at=row.published_at.replace(tzinfo=UTC),
+                title=row.title,
+                article_ids=tuple(aid for aid, _ in pairs),
+            )
+            result.append((issue, tuple(title for _, title in pairs)))
+        return result

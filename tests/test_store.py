@@ -73,4 +73,4 @@ def test_an_article_can_be_in_one_issue_only(tmp_path: Path) -> None:
         # The failed issue left nothing behind.
         assert [a.id for a in store.unissued_articles()] == [two.id]
         assert store.get_issue() == issue
-        assert [i.number for i in store.list_issues()] == [1]
+        assert store.issues_with_titles() == [(issue, (one.title,))]

@@ -474,3 +474,38 @@ def parse_article(name: str, data: bytes, zone: tzinfo) -> ParsedArticle:
         tags=front.tags,
         draft=front.draft,
     )
+
+
+# ---------------------------------------------------------------------------- images
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif")
+
+
+def read_image(root: Path, article_key: str, ref: str, max_bytes: int) -> bytes:
+    """An image an article refers to by a relative path, checked to stay inside `root`.
+
+    SVG is refused: served from the site's own origin it could run scripts.
+    """
+    relative = PurePosixPath(article_key).parent / ref.split("?", 1)[0].split("#", 1)[0]
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise SourceError(f"image {ref!r} lies outside {root.name}/; refused")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise SourceError(
+            f"image {ref!r} is not a {', '.join(IMAGE_SUFFIXES)} file; left out",
+            hint="convert it to PNG or JPEG",
+        )
+    try:
+        if path.stat().st_size > max_bytes:
+            raise SourceError(
+                f"image {ref!r} is over articles.max_bytes ({max_bytes:,} bytes); left out",
+                hint="make it smaller or raise the limit",
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(
+            f"image {ref!r} not found; the issue publishes without it",
+            hint="put the file beside the article",
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"image {ref!r} cannot be read ({exc.strerror})") from None

@@ -1,0 +1,130 @@
+"""Write into issues/: an issue via a temp folder renamed into place; site files atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from publisher.errors import WriteError
+
+# Every temp name starts with this, so cleaning up never touches a user's own dotfiles.
+TEMP_PREFIX = ".publisher-tmp-"
+
+
+def safe_path(root: Path, relative: str) -> Path:
+    """`root / relative`, refusing any name that could leave `root` (slugs, front matter...)."""
+    pure = PurePosixPath(relative)
+    if (
+        not relative
+        or "\\" in relative
+        or "\x00" in relative
+        or pure.is_absolute()
+        or any(part in ("..", ".", "") for part in relative.split("/"))
+    ):
+        raise WriteError(
+            f"refused to write {relative!r}: the name would leave the output folder",
+            where=str(root),
+            hint="check the article's slug and image paths",
+        )
+    return root.joinpath(*pure.parts)
+
+
+def _write_tree(folder: Path, files: Mapping[str, bytes]) -> None:
+    for name, data in sorted(files.items()):
+        path = safe_path(folder, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_issue(
+    output_dir: Path, folder: str, files: Mapping[str, bytes], *, replace: bool
+) -> Path:
+    """Write one issue folder all at once: into a temp folder, then renamed into place.
+
+    A published folder is never rewritten unless `replace` (rebuild, or a folder a crashed run
+    left before the store recorded it). A crash leaves the old folder or the new one.
+    """
+    target = safe_path(output_dir, folder)
+    if target.exists() and not replace:
+        raise WriteError(
+            "issue folder exists already; published issues are never rewritten",
+            where=str(target),
+            hint="run `publisher publish --rebuild` to regenerate the whole site",
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{folder}.", dir=output_dir))
+    try:
+        _write_tree(temp, files)
+        os.chmod(temp, 0o755)  # noqa: S103 (a static site: the web server must read it)
+        if target.exists():
+            # Two renames: between them the folder is briefly absent, never half-written.
+            trash = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}old.", dir=output_dir))
+            os.replace(target, trash / folder)
+            os.replace(temp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(temp, target)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise WriteError(
+            f"cannot write the issue ({exc.strerror})",
+            where=str(target),
+            hint="check free space and permissions of the output folder",
+        ) from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target
+
+
+def write_site_files(output_dir: Path, files: Mapping[str, bytes]) -> list[str]:
+    """Replace site-wide files (feeds, archive) each with temp file + os.replace.
+
+    A file whose bytes are unchanged is left alone, so its mtime (and HTTP validators) hold.
+    Returns the names that changed.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, data in sorted(files.items()):
+        path = safe_path(output_dir, name)
+        try:
+            if path.is_file() and path.read_bytes() == data:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(temp, 0o644)
+                os.replace(temp, path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise WriteError(
+                f"cannot write ({exc.strerror})",
+                where=str(path),
+                hint="check free space and permissions of the output folder",
+            ) from None
+        changed.append(name)
+    return changed
+
+
+def remove_stale_temp(output_dir: Path) -> None:
+    """Drop temp folders and files a crashed run left behind."""
+    if not output_dir.is_dir():
+        return
+    for entry in output_dir.iterdir():
+        if entry.name.startswith(TEMP_PREFIX):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""Writing output: whole issue folders or nothing, atomic site files, no path escapes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import WriteError
+from publisher.write import (
+    TEMP_PREFIX,
+    remove_stale_temp,
+    safe_path,
+    write_issue,
+    write_site_files,
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/../../x", "/etc/passwd", "a\\..\\x", "", "a//b", "./a", "a\x00b"]
+)
+def test_names_that_could_leave_the_output_folder_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(WriteError, match="would leave the output folder"):
+        safe_path(tmp_path, name)
+
+
+def test_an_issue_folder_appears_whole_and_is_never_rewritten(tmp_path: Path) -> None:
+    files = {"index.html": b"<p>web</p>", "slug/photo.jpg": b"\xff\xd8", "issue.json": b"{}"}
+    target = write_issue(tmp_path, "2026-11-24", files, replace=False)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "index.html",
+        "issue.json",
+        "slug/photo.jpg",
+    ]
+    assert (target / "slug/photo.jpg").read_bytes() == b"\xff\xd8"
+    with pytest.raises(WriteError, match="published issues are never rewritten"):
+        write_issue(tmp_path, "2026-11-24", {"index.html": b"changed"}, replace=False)
+    assert (target / "index.html").read_bytes() == b"<p>web</p>"
+    write_issue(tmp_path, "2026-11-24", {"index.html": b"rebuilt"}, replace=True)
+    assert [p.name for p in target.iterdir()] == ["index.html"]
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]  # no temp left behind
+
+
+def test_a_failing_write_leaves_no_folder_and_no_temp(tmp_path: Path) -> None:
+    with pytest.raises(WriteError):
+        write_issue(tmp_path, "2026-11-24", {"ok.html": b"x", "../evil": b"y"}, replace=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_site_files_are_replaced_only_when_their_bytes_change(tmp_path: Path) -> None:
+    assert write_site_files(tmp_path, {"feed.xml": b"one", "index.html": b"a"}) == [
+        "feed.xml",
+        "index.html",
+    ]
+    os.utime(tmp_path / "feed.xml", ns=(1, 1))
+    assert write_site_files(tmp_path, {"feed.xml": b"one", "index.html": b"b"}) == ["index.html"]
+    assert (tmp_path / "feed.xml").stat().st_mtime_ns == 1  # untouched: validators hold
+    assert (tmp_path / "index.html").read_bytes() == b"b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.xml", "index.html"]
+
+
+def test_leftovers_of_a_crashed_run_are_removed_but_user_dotfiles_stay(tmp_path: Path) -> None:
+    (tmp_path / f"{TEMP_PREFIX}2026-11-24.abc").mkdir()
+    (tmp_path / f"{TEMP_PREFIX}feed.xml.x").write_bytes(b"half")
+    (tmp_path / ".htaccess").write_text("keep me")
+    remove_stale_temp(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [".htaccess"]

@@ -56,3 +56,28 @@ def make_issue_content(
         article_titles=tuple(a.title for a in articles),
     )
     return IssueContent(summary=summary, articles=published)
+
+
+def make_upstream_article(n: int = 1, **changes: Any) -> Article:
+    """An article collected from an upstream feed: it links to its original and credits it."""
+    feed = "https://upstream.example.com/feed.xml"
+    link = f"https://upstream.example.com/stories/{n}?ref=feed&lang=en"
+    article = make_article(
+        n,
+        id=article_id("feed", link),
+        slug=f"upstream-{n}",
+        title=f"Upstream story {n}",
+        source_kind="feed",
+        source=feed,
+        url=link,
+        author="Ines Carvalho",
+        publication="The Upstream Gazette",
+    )
+    return replace(article, **changes)
+
+
+def make_published(
+    articles: list[Article], folder: str = "2026-11-24"
+) -> tuple[PublishedArticle, ...]:
+    """Articles as the feeds get them: with their absolute URL (permalink or original link)."""
+    return make_issue_content(articles=articles, folder=folder).articles

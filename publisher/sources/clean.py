@@ -29,6 +29,11 @@ _ALLOWED_ATTRIBUTES = {
     "abbr": {"title"},
 }
 _URL_SCHEMES = {"http", "https", "mailto"}
+_BLOCK_TAG = re.compile(
+    r"</?(?:p|div|h[1-6]|li|ul|ol|br|hr|tr|td|th|table|blockquote|pre|figure|figcaption|dl|dt|dd)"
+    r"\b[^>]*>",
+    re.IGNORECASE,
+)
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
@@ -61,7 +66,9 @@ def sanitize_html(fragment: str) -> str:
 
 def html_to_text(fragment: str) -> str:
     """Visible text of an HTML fragment on one line, for summaries and titles."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", fragment))).strip()
+    # Block tags part words; inline ones ("see <a>this</a>.") must not add a space.
+    text = _TAG.sub("", _BLOCK_TAG.sub(" ", fragment))
+    return _SPACE.sub(" ", html.unescape(text)).strip()
 
 
 def shorten(text: str, limit: int) -> str:

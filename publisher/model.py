@@ -12,6 +12,7 @@ from slugify import slugify
 
 SourceKind = Literal["file", "feed"]
 Severity = Literal["error", "warning"]
+DigestForm = Literal["full", "summary", "titles"]
 
 SLUG_MAX_LENGTH = 80
 # Names an issue folder uses for itself: an article page `<slug>.html` must not collide.
@@ -121,6 +122,9 @@ class Digest:
     preheader: str
     html: str  # email.html
     text: str  # email.txt
+    # Which form fit under Gmail's clipping size: full articles, summaries with "Read more"
+    # links, or titles with links only.
+    form: DigestForm = "full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,3 +81,86 @@ def make_published(
 ) -> tuple[PublishedArticle, ...]:
     """Articles as the feeds get them: with their absolute URL (permalink or original link)."""
     return make_issue_content(articles=articles, folder=folder).articles
+
+
+# -- render: upstream and long articles ---------------------------------------------------------
+
+UPSTREAM_URL = "https://upstream.example.net/"
+
+_WORDS = [
+    "harbour",
+    "ferry",
+    "lantern",
+    "quay",
+    "tide",
+    "council",
+    "market",
+    "bicycle",
+    "winter",
+    "reading",
+    "river",
+    "bridge",
+    "evening",
+    "festival",
+    "library",
+    "orchard",
+    "station",
+    "garden",
+    "weather",
+    "volunteer",
+    "ledger",
+    "archive",
+    "kitchen",
+    "baker",
+    "musician",
+    "neighbour",
+    "school",
+    "pavement",
+    "signal",
+    "lighthouse",
+]
+
+
+def make_feed_article(n: int = 1, **changes: Any) -> Article:
+    """An article from an upstream feed: it links out to its original URL and credits the feed."""
+    fields: dict[str, Any] = {
+        "id": article_id("feed", f"{UPSTREAM_URL}posts/{n}"),
+        "slug": f"upstream-{n}",
+        "title": f"Upstream story {n}",
+        "content_html": f"<p>Upstream body {n}.</p>",
+        "summary": f"Upstream summary {n}.",
+        "source_kind": "feed",
+        "source": f"{UPSTREAM_URL}feed.xml",
+        "url": f"{UPSTREAM_URL}posts/{n}",
+        "publication": "Upstream Weekly",
+        "author": None,
+    }
+    fields.update(changes)
+    return make_article(n, **fields)
+
+
+def long_body(n: int, words: int = 750) -> str:
+    """Sanitized-looking HTML of about `words` words: paragraphs, a heading, a list, links."""
+    paragraphs, count, k = [], 0, n
+    while count < words:
+        size = 60 + (k % 5) * 5
+        text = " ".join(_WORDS[(k * 7 + i * 3) % len(_WORDS)] for i in range(size))
+        link = f'<a href="https://example.org/{n}/{k}">{_WORDS[k % len(_WORDS)]}</a>'
+        paragraphs.append(f"<p>{text.capitalize()} {link}.</p>")
+        if len(paragraphs) == 5:
+            paragraphs.append(
+                f"<h2>Part two of {n}</h2><ul><li>first point</li><li>second</li></ul>"
+            )
+        count += size + 1
+        k += 1
+    return "\n".join(paragraphs)
+
+
+def make_long_article(n: int = 1, words: int = 750, **changes: Any) -> Article:
+    """A local article of about `words` words with a summary of its first sentence or so."""
+    fields: dict[str, Any] = {
+        "content_html": long_body(n, words),
+        "summary": " ".join(_WORDS[(n + i) % len(_WORDS)] for i in range(40)).capitalize() + ".",
+    }
+    fields.update(changes)
+    return make_article(n, **fields)

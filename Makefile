@@ -1,5 +1,5 @@
 # Every target creates or refreshes .venv itself: a fresh machine needs only python3.11 and make.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/publisher --settings $(SETTINGS) collect
+	$(BIN)/publisher --settings $(SETTINGS) build
 
 lint: $(STAMP)
 	$(BIN)/ruff check publisher tests bench

@@ -20,14 +20,19 @@ from rich.table import Table
 
 from publisher import __version__
 from publisher.errors import ConfigError, PublisherError
-from publisher.model import CollectReport, Problem
+from publisher.model import CollectReport, Problem, PublishReport
 from publisher.settings import Settings, load_settings
 
 PROGRESS_AFTER_SECONDS = 1.0
 
 EPILOG = """\b
 Examples:
+  publisher build                        collect, then publish the next issue
   publisher collect                      read new and changed files in articles/
+  publisher publish --dry-run            show what the next issue would hold
+  publisher publish --now 2026-11-24T07:00:00+01:00
+                                         publish as of that moment (reproducible)
+  publisher publish --rebuild            regenerate every issue and feed from the store
   publisher --settings site.toml collect use another settings file
   publisher -v collect                   also show what happens, file by file
 
@@ -86,8 +91,9 @@ now_option = click.option(
 def cli(ctx: click.Context, settings_path: Path, verbose: int, debug: bool) -> None:
     """Turn the articles you drop into articles/ into feeds, a dated site and an email digest.
 
-    Start with `publisher collect`, which reads every new or changed article file
-    into the store and prints what it found.
+    Drop article files into articles/, then run `publisher build`: it collects
+    them into the store and publishes the next issue into issues/ (web pages,
+    feeds and the email digest), printing where everything is.
     """
     err = Console(stderr=True)
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
@@ -119,10 +125,95 @@ def collect(obj: Context, now: datetime) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@now_option
+@click.option("--dry-run", is_flag=True, help="Plan and render, but write and record nothing.")
+@click.option(
+    "--rebuild", is_flag=True, help="Regenerate every published issue and feed from the store."
+)
+@click.pass_obj
+def publish(obj: Context, now: datetime, dry_run: bool, rebuild: bool) -> None:
+    """Publish the articles collected since the last issue as a new dated issue.
+
+    Writes issues/<date>/ (web version, article pages, email.html, email.txt,
+    email.eml, issue.json) and refreshes feed.xml, atom.xml, feed.json,
+    issues.xml and the archive page. A published issue folder is never
+    rewritten, except by --rebuild.
+    """
+    settings = obj.settings()
+    _publish_and_show(obj, settings, now, dry_run=dry_run, rebuild=rebuild)
+
+
+@cli.command()
+@now_option
+@click.pass_obj
+def build(obj: Context, now: datetime) -> None:
+    """Collect, then publish: what `make demo` and a daily cron job run.
+
+    Files that fail to collect are reported and left out; the rest is
+    published, and the exit status is 1.
+    """
+    settings = obj.settings()
+    with _progress(obj.err, "Collecting") as progress:
+        report = _run(obj, lambda: collect_articles(settings, now, progress))
+    _print_problems(obj.err, report.problems)
+    _print_collect_table(obj.out, report, settings)
+    _publish_and_show(obj, settings, now, dry_run=False, rebuild=False)
+    if report.failed:
+        sys.exit(1)
+
+
 def collect_articles(settings: Settings, now: datetime, progress: Any) -> CollectReport:
     from publisher.pipeline import collect as run_collect
 
     return run_collect(settings, now=now, progress=progress)
+
+
+def _publish_and_show(
+    obj: Context, settings: Settings, now: datetime, *, dry_run: bool, rebuild: bool
+) -> None:
+    from publisher.pipeline import publish as run_publish
+
+    report: PublishReport = _run(
+        obj, lambda: run_publish(settings, now=now, dry_run=dry_run, rebuild=rebuild)
+    )
+    _print_problems(obj.err, report.problems)
+    out = obj.out
+    output = _shown_path(settings.output_dir)
+    if rebuild:
+        verb = "Would rebuild" if dry_run else "Rebuilt"
+        out.print(f"{verb} {report.rebuilt} issue folders and the site files in {output}/")
+    elif report.issue is None:
+        out.print(
+            "Nothing new to publish: every collected article is in an issue already. "
+            "Add files to articles/ and run `publisher build`."
+        )
+    else:
+        issue = report.issue
+        table = Table(
+            title=("Would publish" if dry_run else "Published") + f" issue #{issue.number}",
+            title_justify="left",
+        )
+        for column in ("folder", "articles", "digest", "title"):
+            table.add_column(column)
+        table.add_row(issue.folder, str(len(issue.article_ids)), report.digest_form, issue.title)
+        out.print(table)
+        if not dry_run:
+            folder = f"{output}/{issue.folder}"
+            out.print(f"  web version   {folder}/index.html")
+            out.print(f"  email digest  {folder}/email.html  (plain text: email.txt)")
+            out.print(f"  test message  {folder}/email.eml")
+    if not dry_run:
+        out.print(f"  feeds         {output}/feed.xml  atom.xml  feed.json  issues.xml")
+        out.print(f"  archive       {output}/index.html")
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the working folder when it lies below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _run(obj: Context, work: Callable[[], Any]) -> Any:

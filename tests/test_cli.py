@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 
+import pytest
+from rich.console import Console
+
+from publisher import cli
 from tests.conftest import ROOT, Site
 
 PLAIN = "By Maren Holt\nThe harbour lights came back on.\n"
@@ -86,3 +91,23 @@ def test_the_bundled_demo_settings_collect_the_sample_articles(tmp_path) -> None
     samples = len(list((ROOT / "articles").iterdir()))
     assert samples >= 6
     assert f"│ {samples:>3} │" in result.stdout
+
+
+def test_progress_bar_appears_only_on_a_terminal_once_work_is_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminal = io.StringIO()
+    with cli._progress(
+        Console(file=terminal, force_terminal=True, width=100), "Collecting"
+    ) as update:
+        update(1, 10)  # under a second: no bar yet
+        assert terminal.getvalue() == ""
+        monkeypatch.setattr(cli, "PROGRESS_AFTER_SECONDS", 0.0)
+        update(3, 10)
+    assert "Collecting" in terminal.getvalue()
+    assert "3/10" in terminal.getvalue()
+
+    piped = io.StringIO()
+    with cli._progress(Console(file=piped, force_terminal=False), "Collecting") as update:
+        update(3, 10)
+    assert piped.getvalue() == ""

@@ -1,0 +1,202 @@
+"""Benchmark: publish a 50-article issue over a large archive; rebuild vs Pelican and Hugo."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, paragraph, print_table, run_command, run_python
+
+SETTINGS = """\
+[site]
+title = "Bench"
+url = "https://bench.example.org/"
+[store]
+path = "state/bench.db"
+[issue]
+max_articles = {max_articles}
+"""
+PUBLISH = """
+from datetime import datetime
+from pathlib import Path
+from publisher.pipeline import publish
+from publisher.settings import load_settings
+report = publish(load_settings(Path('settings.toml')), now=datetime.fromisoformat({now!r}),
+                 rebuild={rebuild})
+print('issue', report.issue.number if report.issue else None, report.rebuilt)
+"""
+BASE = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
+PELICAN_VENV = ROOT / "bench" / ".venv-pelican"
+HUGO_SINGLE = "<html><body><h1>{{ .Title }}</h1>{{ .Content }}</body></html>"
+HUGO_LIST = (
+    "<html><body>{{ range .Pages }}<a href='{{ .Permalink }}'>{{ .Title }}</a>{{ end }}"
+    "</body></html>"
+)
+
+
+def fill_store(site: Path, articles: int, issues: int, per_issue: int, words: int = 750) -> None:
+    """Articles straight into the store (setup, not measured), `issues` of them published."""
+    import random
+
+    from publisher.model import Article, Issue, article_id
+    from publisher.store import Store
+
+    rng = random.Random(3)
+    bodies = ["\n".join(f"<p>{paragraph(rng)}</p>" for _ in range(words // 60)) for _ in range(20)]
+    with Store.open(f"sqlite:///{site / 'state' / 'bench.db'}") as store:
+        for i in range(articles):
+            moment = BASE + timedelta(hours=i)
+            store.save_article(
+                Article(
+                    id=article_id("file", f"a-{i}.md"),
+                    slug=f"article-{i}",
+                    title=f"Article {i}: news from the harbour",
+                    content_html=bodies[i % len(bodies)],
+                    summary="A summary of the article for the digest.",
+                    date=moment,
+                    collected_at=moment,
+                    source_kind="file",
+                    source=f"a-{i}.md",
+                    author="Maren Holt",
+                )
+            )
+        for n in range(issues):
+            ids = tuple(article_id("file", f"a-{n * per_issue + k}.md") for k in range(per_issue))
+            moment = BASE + timedelta(days=n, hours=per_issue * n)
+            store.save_issue(Issue(n + 1, f"{moment.date()}-{n}", moment, f"Bench #{n + 1}", ids))
+
+
+def make_site(root: Path, max_articles: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "articles").mkdir()
+    (root / "settings.toml").write_text(SETTINGS.format(max_articles=max_articles))
+    return root
+
+
+def bench_publish_one(tmp: Path) -> tuple[float, float]:
+    site = make_site(tmp / "big", max_articles=50)
+    fill_store(site, 10_050, 200, 50)  # 10,000 published in 200 issues, 50 waiting
+    # The archive on disk (feeds, archive page) as a real site would have it.
+    run_python(PUBLISH.format(now="2025-06-01T08:00:00+00:00", rebuild=True), cwd=site)
+    measured = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=False), cwd=site)
+    assert "issue 201 0" in measured.stdout, measured.stdout
+    return measured.seconds, measured.peak_rss_mb
+
+
+def write_markdown_articles(folder: Path, count: int) -> None:
+    import random
+
+    rng = random.Random(5)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        moment = BASE + timedelta(hours=i)
+        body = "\n\n".join(paragraph(rng) for _ in range(12))
+        (folder / f"article-{i:04d}.md").write_text(
+            f"Title: Article {i}: news from the harbour\nDate: {moment:%Y-%m-%d %H:%M}\n"
+            f"Author: Maren Holt\nCategory: news\nSlug: article-{i}\n\n{body}\n",
+            encoding="utf-8",
+        )
+
+
+def bench_rebuild(tmp: Path) -> dict[str, float]:
+    results: dict[str, float] = {}
+    site = make_site(tmp / "rebuild", max_articles=10)
+    fill_store(site, 1000, 100, 10)
+    run = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=True), cwd=site)
+    assert "issue None 100" in run.stdout, run.stdout
+    results["publisher"] = run.seconds
+
+    content = tmp / "pelican-content"
+    write_markdown_articles(content, 1000)
+    if not (PELICAN_VENV / "bin" / "pelican").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PELICAN_VENV)], check=True)
+        subprocess.run(
+            [str(PELICAN_VENV / "bin/pip"), "install", "-q", "pelican>=4.9", "markdown>=3.5"],
+            check=True,
+        )
+    conf = tmp / "pelicanconf.py"
+    conf.write_text(
+        "SITEURL = 'https://bench.example.org'\nSITENAME = 'Bench'\nTIMEZONE = 'UTC'\n"
+        "FEED_DOMAIN = SITEURL\nFEED_ALL_ATOM = 'feeds/all.atom.xml'\n"
+        "FEED_ALL_RSS = 'feeds/all.rss.xml'\nDEFAULT_PAGINATION = 10\n"
+    )
+    pelican = run_command(
+        [
+            str(PELICAN_VENV / "bin/pelican"),
+            str(content),
+            "-o",
+            str(tmp / "pelican-out"),
+            "-s",
+            str(conf),
+            "-q",
+        ]
+    )
+    results["pelican"] = pelican.seconds
+
+    hugo = shutil.which("hugo")
+    if hugo:
+        hugo_site = tmp / "hugo"
+        subprocess.run([hugo, "new", "site", str(hugo_site)], check=True, capture_output=True)
+        layouts = hugo_site / "layouts" / "_default"
+        layouts.mkdir(parents=True, exist_ok=True)
+        (layouts / "single.html").write_text(HUGO_SINGLE)
+        (layouts / "list.html").write_text(HUGO_LIST)
+        posts = hugo_site / "content" / "posts"
+        posts.mkdir(parents=True)
+        for md in sorted(content.iterdir()):
+            head, body = md.read_text().split("\n\n", 1)
+            meta = dict(line.split(": ", 1) for line in head.splitlines())
+            date = meta["Date"].replace(" ", "T") + ":00Z"
+            (posts / md.name).write_text(
+                f'---\ntitle: "{meta["Title"]}"\ndate: {date}\n---\n{body}'
+            )
+        start = time.perf_counter()
+        subprocess.run([hugo, "--quiet", "-s", str(hugo_site)], check=True, capture_output=True)
+        results["hugo"] = time.perf_counter() - start
+    return results
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp_name:
+        tmp = Path(tmp_name)
+        one_seconds, one_rss = bench_publish_one(tmp)
+        rebuild = bench_rebuild(tmp)
+    rows = [
+        [
+            "publish 50 articles over 10,000 stored / 200 issues",
+            f"{one_seconds:.3f}",
+            "<= 0.50",
+            f"peak RSS {one_rss:.0f} MB",
+        ],
+        ["publish --rebuild, 1,000 articles / 100 issues", f"{rebuild['publisher']:.2f}", "-", ""],
+        ["pelican, same 1,000 articles with feeds", f"{rebuild['pelican']:.2f}", "-", ""],
+        [
+            "ratio publisher / pelican",
+            f"{rebuild['publisher'] / rebuild['pelican']:.2f}x",
+            "<= 0.30x",
+            "",
+        ],
+    ]
+    if "hugo" in rebuild:
+        rows.append(["hugo, same 1,000 articles", f"{rebuild['hugo']:.2f}", "-", ""])
+        rows.append(
+            ["ratio publisher / hugo", f"{rebuild['publisher'] / rebuild['hugo']:.2f}x", "-", ""]
+        )
+    else:
+        rows.append(["hugo", "not on PATH (apt-get install hugo)", "-", ""])
+    print_table(
+        "publish (wall seconds; in-process, imports included)",
+        ["run", "seconds", "target", "note"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

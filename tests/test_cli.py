@@ -111,3 +111,21 @@ def test_progress_bar_appears_only_on_a_terminal_once_work_is_slow(
     with cli._progress(Console(file=piped, force_terminal=False), "Collecting") as update:
         update(3, 10)
     assert piped.getvalue() == ""
+
+
+def test_build_prints_where_things_are_then_nothing_new(site: Site) -> None:
+    site.write("a.txt", PLAIN)
+    first = run(site, "build", "--now", "2026-11-24T07:00:00+01:00")
+    assert first.returncode == 0, first.stderr
+    assert "Published issue #1" in first.stdout
+    assert "web version   issues/2026-11-24/index.html" in first.stdout
+    assert "email digest  issues/2026-11-24/email.html" in first.stdout
+    assert "feeds         issues/feed.xml  atom.xml  feed.json  issues.xml" in first.stdout
+    assert (site.root / "issues/2026-11-24/email.html").is_file()
+
+    second = run(site, "build", "--now", "2026-11-24T08:00:00+01:00")
+    assert second.returncode == 0
+    assert "Nothing new to publish" in second.stdout
+
+    dry = run(site, "publish", "--dry-run")
+    assert "Nothing new to publish" in dry.stdout

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -200,10 +202,12 @@ def publish(
         if not dry_run:
             remove_stale_temp(output)
         if rebuild:
+            jobs = []
             for old, _titles in reversed(store.issues_with_titles()):
                 by_id = store.articles_by_id(list(old.article_ids))
-                articles = [by_id[aid] for aid in old.article_ids if aid in by_id]
-                files, _form = _render_issue(settings, env, old, articles, problems)
+                jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
+            for old, files, issue_problems in _render_issues(settings, env, jobs):
+                problems.extend(issue_problems)
                 if not dry_run:
                     write_issue(output, old.folder, files, replace=True)
                 rebuilt += 1
@@ -274,6 +278,46 @@ def _render_issue(
     files["email.txt"] = digest.text.encode("utf-8")
     files["issue.json"] = _manifest(content, files)
     return files, digest.form
+
+
+# Below this many issues a rebuild renders in-process: starting workers would cost more.
+PARALLEL_REBUILD_MIN = 8
+_worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
+
+
+def _render_issues(
+    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]]
+) -> Iterator[tuple[Issue, dict[str, bytes], list[Problem]]]:
+    """Render many issues, in order, on every core: rendering is pure, writing stays here."""
+    workers = min(os.cpu_count() or 1, 4)
+    if workers < 2 or len(jobs) < PARALLEL_REBUILD_MIN:
+        for issue, articles in jobs:
+            yield (issue, *_render_issue_job(settings, env, issue, articles))
+        return
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        results = pool.map(_render_issue_in_worker, jobs, [settings] * len(jobs), chunksize=4)
+        for (issue, _articles), (files, issue_problems) in zip(jobs, results, strict=True):
+            yield issue, files, issue_problems
+
+
+def _init_worker(settings: Settings) -> None:
+    global _worker_env  # per-process state of a pool worker, set once at its start
+    _worker_env = make_environment(settings)
+
+
+def _render_issue_in_worker(
+    job: tuple[Issue, list[Article]], settings: Settings
+) -> tuple[dict[str, bytes], list[Problem]]:
+    assert _worker_env is not None
+    return _render_issue_job(settings, _worker_env, *job)
+
+
+def _render_issue_job(
+    settings: Settings, env: Environment, issue: Issue, articles: list[Article]
+) -> tuple[dict[str, bytes], list[Problem]]:
+    problems: list[Problem] = []
+    files, _form = _render_issue(settings, env, issue, articles, problems)
+    return files, problems
 
 
 def _image_names(article: Article) -> dict[str, str]:

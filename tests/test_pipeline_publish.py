@@ -195,3 +195,21 @@ def test_names_from_outside_input_stay_inside_issues(site: Site) -> None:
     assert [p.message for p in report.problems] == [
         "image '../../secret.png' lies outside articles/; refused"
     ]
+
+
+def test_a_parallel_rebuild_reproduces_every_issue_byte_for_byte(site: Site) -> None:
+    from publisher.pipeline import PARALLEL_REBUILD_MIN
+
+    for day in range(PARALLEL_REBUILD_MIN + 1):
+        moment = MORNING + timedelta(days=day)
+        site.write(f"day-{day}.txt", f"Day {day} news\nSomething happened on day {day}.\n")
+        collect(site.settings(), now=moment)
+        assert publish(site.settings(), now=moment).issue is not None
+    issues = site.root / "issues"
+    before = output_files(issues)
+    for folder in issues.iterdir():
+        if folder.is_dir():
+            (folder / "index.html").write_text("damaged", encoding="utf-8")
+    report = publish(site.settings(), now=MORNING + timedelta(days=30), rebuild=True)
+    assert report.rebuilt == PARALLEL_REBUILD_MIN + 1
+    assert output_files(issues) == before

@@ -126,3 +126,8 @@ def test_every_word_and_link_survives_and_lines_stay_short(paragraphs):
         assert len(line.encode()) <= 998
         if len(line) > 78:  # only a word that cannot fit on any line may overflow
             assert max(len(word) for word in line.split()) > 70, line
+
+
+def test_wrap_never_breaks_at_a_no_break_space() -> None:
+    assert wrap("aaaa 10\xa0km bbbb", width=8) == "aaaa\n10\xa0km\nbbbb"
+    assert wrap("one two three", width=7, first="* ", rest="  ") == "* one\n  two\n  three"

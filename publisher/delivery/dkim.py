@@ -41,7 +41,8 @@ class DkimSigner:
                 canonicalize=(b"relaxed", b"relaxed"),
                 include_headers=list(SIGNED_HEADERS),
             )
-        except dkim.DKIMException as exc:
+        except (dkim.DKIMException, ValueError, IndexError, TypeError) as exc:
+            # A malformed key surfaces from dkimpy's parser as any of these.
             raise DeliveryError(
                 f"DKIM signing failed: {exc}", where="[delivery] dkim_selector"
             ) from None

@@ -110,25 +110,16 @@ _ENCODERS: dict[str, Callable[[Personal], bytes]] = {
 
 
 def _fold(name: str, value: str) -> bytes:
-    """A header folded per RFC 5322, non-ASCII as RFC 2047 encoded words."""
-    clean = " ".join(value.split())
-    folded = _HEADERS(name, clean).fold(policy=SMTP)
-    try:
-        return folded.encode("ascii")
-    except UnicodeEncodeError:
-        raise DeliveryError(
-            f"cannot encode the {name} header as ASCII", where=f"{name}: {clean}"
-        ) from None
+    """An ASCII header folded at spaces per RFC 5322."""
+    folded = _HEADERS(name, value).fold(policy=SMTP)
+    return folded.encode("ascii")
 
 
-def encode_phrase(text: str) -> str:
-    """A display name for a header: a quoted string, or RFC 2047 words of at most 75 chars."""
-    clean = " ".join(text.split())
-    if clean.isascii():
-        escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+def encode_words(text: str) -> str:
+    """RFC 2047 base64 encoded words, each at most 75 characters and whole characters,
+    one per folded line (the space between encoded words is not part of the text)."""
     words, chunk = [], b""
-    for ch in clean:
+    for ch in text:
         encoded = ch.encode()
         if len(chunk) + len(encoded) > 45:  # 45 bytes -> 60 base64 chars + 12 = 72
             words.append(chunk)
@@ -138,6 +129,32 @@ def encode_phrase(text: str) -> str:
     return "\r\n ".join(
         f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode()}?=" for w in words
     )
+
+
+def _needs_encoding(text: str) -> bool:
+    return not text.isascii() or "=?" in text or not text.isprintable()
+
+
+def encode_phrase(text: str) -> str:
+    """A display name for a header: a quoted string, or RFC 2047 encoded words."""
+    clean = " ".join(text.split())
+    if _needs_encoding(clean):
+        return encode_words(clean)
+    escaped = clean.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _subject_line(subject: str) -> bytes:
+    clean = " ".join(subject.split())
+    if _needs_encoding(clean):
+        return f"Subject: {encode_words(clean)}\r\n".encode("ascii")
+    return _fold("Subject", clean)
+
+
+def _from_line(from_header: str) -> bytes:
+    name, address = parseaddr(from_header)
+    value = f"{encode_phrase(name)} <{address}>" if name else address
+    return f"From: {value}\r\n".encode("ascii")
 
 
 def format_to(email: str, name: str) -> str:
@@ -239,9 +256,9 @@ def build_template(identity: ListIdentity, digest: Digest) -> MessageTemplate:
     )
     # "=_" cannot occur in quoted-printable text, so the boundary never clashes with a body.
     b = _Builder()
-    b.add(_fold("From", identity.from_header))
+    b.add(_from_line(identity.from_header))
     b.slot("h:to")
-    b.add(_fold("Subject", digest.subject))
+    b.add(_subject_line(digest.subject))
     b.slot("h:date")
     b.slot("h:message_id")
     b.add(_header_line("List-Id", f"{encode_phrase(identity.list_name)} <{identity.list_id}>"))

@@ -145,6 +145,8 @@ class OutboxRun:
         self._stop = threading.Event()
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2 * connections)
         self._live = 0
+        self._pending = 0  # jobs handed to the queue and not yet done
+        self._idle = threading.Condition(self._lock)
 
     def run(self) -> Tally:
         """Send every due row; returns the tally. Raises ConnectError when no connection can
@@ -180,7 +182,14 @@ class OutboxRun:
                 self.issue_number, worker=self.worker, now=self.clock(), limit=CLAIM_BATCH
             )
             if not items:
-                return
+                # Rows still in the queue may come back deferred and due at once (a short
+                # retry_base): look again once every job is done, else the run is over.
+                with self._idle:
+                    if self._pending == 0:
+                        return
+                    while self._pending and not self._stop.is_set():
+                        self._idle.wait(_PUT_WAIT)
+                continue
             for item in items:
                 if self._stop.is_set():
                     return
@@ -192,7 +201,10 @@ class OutboxRun:
                 message = self.factory.build(
                     item.subscriber_id, item.email, item.name, self.clock()
                 )
+                with self._lock:
+                    self._pending += 1
                 if not self._put(_Job(item, message)):
+                    self._done()
                     return
 
     def _put(self, job: _Job | None, threads: list[threading.Thread] | None = None) -> bool:
@@ -212,33 +224,14 @@ class OutboxRun:
                 job = self._jobs.get()
                 if job is None:
                     return
-                if self._stop.is_set():
-                    continue  # left claimed; released when the run ends
-                if not self.limiter.acquire():
-                    self._halt(
-                        "the hourly limit (smtp.rate_per_hour) is reached; "
-                        "the rest stays queued for a later run"
-                    )
-                    continue
-                reply, conn = self._send(conn, job)
-                if reply is None:
-                    if not self._retire():
-                        return
-                    self._put(job)  # another connection takes it
+                handed_on = False
+                try:
+                    handed_on, conn = self._attempt(job, conn)
+                finally:
+                    if not handed_on:
+                        self._done()
+                if handed_on:
                     return
-                if reply.stage == "MAIL" and reply.verdict == "permanent":
-                    self._halt(f"the server refused the sender {self.envelope_from}: {reply.text}")
-                    continue
-                result = decide(
-                    job.item,
-                    reply,
-                    now=self.clock(),
-                    message_id=job.message.message_id,
-                    settings=self.settings,
-                    rng=self.rng,
-                )
-                self.store.finish_attempt(result, bounce_threshold=self.settings.bounce_threshold)
-                self._count(result.state)
         except BaseException as exc:  # recorded; the main thread re-raises it after the join
             with self._lock:
                 self.tally.errors.append(exc)
@@ -246,6 +239,42 @@ class OutboxRun:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _attempt(self, job: _Job, conn: Connection | None) -> tuple[bool, Connection | None]:
+        """Send one job and record what happened. (True, _) when this connection gave up and
+        the job went back to the queue for another one."""
+        if self._stop.is_set():
+            return False, conn  # left claimed; released when the run ends
+        if not self.limiter.acquire():
+            self._halt(
+                "the hourly limit (smtp.rate_per_hour) is reached; "
+                "the rest stays queued for a later run"
+            )
+            return False, conn
+        reply, conn = self._send(conn, job)
+        if reply is None:
+            if not self._retire():
+                return False, None
+            return self._put(job), None  # another connection takes it
+        if reply.stage == "MAIL" and reply.verdict == "permanent":
+            self._halt(f"the server refused the sender {self.envelope_from}: {reply.text}")
+            return False, conn
+        result = decide(
+            job.item,
+            reply,
+            now=self.clock(),
+            message_id=job.message.message_id,
+            settings=self.settings,
+            rng=self.rng,
+        )
+        self.store.finish_attempt(result, bounce_threshold=self.settings.bounce_threshold)
+        self._count(result.state)
+        return False, conn
+
+    def _done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
 
     def _send(self, conn: Connection | None, job: _Job) -> tuple[Reply | None, Connection | None]:
         """Send over `conn`, opening a new connection if there is none or it dropped; a message

@@ -213,30 +213,40 @@ def bench_send(folder: Path, port: int, count: int) -> list[tuple[str, ...]]:
         factory.build(n, f"reader{n}@example.org", f"Reader {n}", NOW).data for n in range(distinct)
     ]
 
-    before = sink_count(port)
-    started = time.perf_counter()
-    with smtplib.SMTP("127.0.0.1", port) as smtp:
-        for n in range(count):
-            smtp.sendmail(
-                "desk@bench.example.org", [f"reader{n}@example.org"], prebuilt[n % distinct]
-            )
-    bare = time.perf_counter() - started
-    assert sink_count(port) - before == count
-    bare_rate = count / bare
-    rows.append(
-        ("send: bare smtplib, 1 connection", f"{count:,}", f"{bare:.2f} s", f"{bare_rate:,.0f}/s",
-         "the limit", "")
-    )  # fmt: skip
+    def bare_loop() -> float:
+        before = sink_count(port)
+        started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            for n in range(count):
+                rcpt = [f"reader{n}@example.org"]
+                smtp.sendmail("desk@bench.example.org", rcpt, prebuilt[n % distinct])
+        took = time.perf_counter() - started
+        assert sink_count(port) - before == count
+        return took
 
+    # The bare loop runs before and after ours; the limit is their mean rate, so a drift of
+    # the shared machine during the run weighs on both sides alike.
+    bare_times = [bare_loop()]
+    ours: list[tuple[int, float]] = []
     for number, connections in ((1, 4), (2, 1)):
         settings = make_site(folder, port, connections)
         publish(settings, number)
         before = sink_count(port)
         started = time.perf_counter()
         report = pipeline.send(settings, now=NOW + timedelta(minutes=number), issue_number=number)
-        took = time.perf_counter() - started
+        ours.append((connections, time.perf_counter() - started))
         assert report.sent == count, report
         assert sink_count(port) - before == count
+    bare_times.append(bare_loop())
+    rates = [count / t for t in bare_times]
+    bare_rate = sum(rates) / len(rates)
+    for label, took in zip(("before", "after"), bare_times, strict=True):
+        note = f"limit: mean {bare_rate:,.0f}/s" if label == "after" else ""
+        rows.append(
+            (f"send: bare smtplib, 1 conn. ({label})", f"{count:,}", f"{took:.2f} s",
+             f"{count / took:,.0f}/s", note, "")
+        )  # fmt: skip
+    for connections, took in ours:
         rate = count / took
         verdict = f">= 0.8x: {'met' if rate >= 0.8 * bare_rate else 'MISSED'}"
         rows.append(

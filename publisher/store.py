@@ -731,6 +731,19 @@ class Store:
         SQLite the single UPDATE ... RETURNING is atomic against other writers.
         """
         o = outbox_table
+        claim = self.claim_statement(issue_number, worker=worker, now=now, limit=limit)
+        with self._writing(), self.engine.begin() as conn:
+            ids = list(conn.execute(claim).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(self._item_query().where(o.c.id.in_(ids)).order_by(o.c.id))
+            return [_item_from_row(row) for row in rows]
+
+    def claim_statement(
+        self, issue_number: int, *, worker: str, now: datetime, limit: int
+    ) -> sa.Update:
+        """UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING id."""
+        o = outbox_table
         due = (
             sa.select(o.c.id)
             .where(self._due(issue_number, now), o.c.claimed_by.is_(None))
@@ -738,18 +751,12 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        claim = (
+        return (
             o.update()
             .where(o.c.id.in_(due))
             .values(claimed_by=worker, claimed_at=_to_db(now))
             .returning(o.c.id)
         )
-        with self._writing(), self.engine.begin() as conn:
-            ids = list(conn.execute(claim).scalars())
-            if not ids:
-                return []
-            rows = conn.execute(self._item_query().where(o.c.id.in_(ids)).order_by(o.c.id))
-            return [_item_from_row(row) for row in rows]
 
     @_wrap_errors
     def finish_attempt(self, result: AttemptResult, *, bounce_threshold: int) -> None:

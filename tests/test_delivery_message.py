@@ -344,3 +344,35 @@ def test_dkim_key_that_is_not_pkcs1_is_refused_once(
     with pytest.raises(DeliveryError, match="PKCS#1") as info:
         load_signer(dkim_settings, "news.example.org")
     assert "-traditional" in str(info.value)
+
+
+def test_a_plain_http_unsubscribe_link_is_warned_about(
+    make_site: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    site: Site = make_site()  # type: ignore[operator]
+    settings = site.settings()
+    plain = settings.model_copy(
+        update={"site": settings.site.model_copy(update={"url": "http://news.example.org/"})}
+    )
+
+    list_identity(plain)
+
+    assert "not https" in caplog.text and "delivery.unsubscribe_url" in caplog.text
+    caplog.clear()
+    list_identity(settings)
+    assert caplog.text == ""
+
+
+def test_a_from_address_with_a_unicode_domain_goes_out_in_idna(make_site: object) -> None:
+    site: Site = make_site(  # type: ignore[operator]
+        extra='[delivery]\nfrom_address = "Bücherei Nord <post@bücherei.example>"\n'
+    )
+    data = build(site.settings())
+    message = parse(data)
+
+    assert data.isascii()
+    assert message["From"].addresses[0].display_name == "Bücherei Nord"
+    local, _, domain = message["From"].addresses[0].addr_spec.partition("@")
+    assert local == "post" and domain.startswith("xn--")
+    assert domain.encode().decode("idna") == "bücherei.example"
+    assert message["Message-ID"].endswith(f"@{domain}>")

@@ -180,3 +180,19 @@ def test_only_one_sender_at_a_time_on_sqlite(store: Store) -> None:
             pass
     with store.sender_lock() as only:  # released again
         assert only
+
+
+def test_postgresql_workers_skip_each_others_rows(
+    store: Store,
+) -> None:
+    """The SQL several `publisher send` workers on PostgreSQL would run (no server here)."""
+    from sqlalchemy.dialects import postgresql
+
+    claim = store.claim_statement(1, worker="w", now=NOW, limit=100)
+    sql = " ".join(str(claim.compile(dialect=postgresql.dialect())).split())
+
+    assert sql.startswith("UPDATE outbox SET claimed_by=")
+    assert "WHERE outbox.id IN (SELECT outbox.id FROM outbox WHERE" in sql
+    assert "FOR UPDATE SKIP LOCKED) RETURNING outbox.id" in sql
+    sqlite_sql = str(claim.compile(dialect=store.engine.dialect))
+    assert "FOR UPDATE" not in sqlite_sql  # SQLite: one writer, the UPDATE is atomic

@@ -5,13 +5,14 @@ from __future__ import annotations
 import binascii
 import hashlib
 import html
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from urllib.parse import quote, urlsplit
 
 from slugify import slugify
@@ -27,6 +28,8 @@ from publisher.model import (
     Issue,
 )
 from publisher.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -151,8 +154,7 @@ def _subject_line(subject: str) -> bytes:
     return _fold("Subject", clean)
 
 
-def _from_line(from_header: str) -> bytes:
-    name, address = parseaddr(from_header)
+def _from_line(name: str, address: str) -> bytes:
     value = f"{encode_phrase(name)} <{address}>" if name else address
     return f"From: {value}\r\n".encode("ascii")
 
@@ -208,7 +210,7 @@ def _with_unsubscribe_link(kind: str, text: str) -> str:
 class ListIdentity:
     """Who sends: the From header, the envelope sender, the List-Id and the id domain."""
 
-    from_header: str
+    from_name: str
     from_address: str
     envelope_from: str
     domain: str  # ASCII, for Message-IDs and the default DKIM domain
@@ -218,31 +220,60 @@ class ListIdentity:
     mailto_address: str
 
 
+def _ascii_address(address: str, setting: str) -> str:
+    """An address as it goes into headers and the envelope: the domain in IDNA form."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local.encode('ascii').decode()}@{domain.encode('idna').decode().lower()}"
+    except UnicodeError:
+        raise DeliveryError(
+            f"{address!r} cannot be sent without SMTPUTF8",
+            where=f"[delivery] {setting}",
+            hint="use an address whose part before @ is ASCII",
+        ) from None
+
+
 def list_identity(settings: Settings) -> ListIdentity:
     """Sender and list details from the settings, checked once per run."""
     d = settings.delivery
-    from_header = d.from_address or (
-        formataddr((settings.site.title, settings.site.email)) if settings.site.email else ""
+    name, address = (
+        parseaddr(d.from_address) if d.from_address else (settings.site.title, settings.site.email)
     )
-    address = parseaddr(from_header)[1]
     if "@" not in address:
         raise DeliveryError(
             "no From address",
             where="[delivery] from_address",
             hint="set it, e.g. 'News <news@example.org>'",
         )
-    domain = address.rpartition("@")[2].encode("idna").decode().lower()
+    address = _ascii_address(address, "from_address")
+    domain = address.rpartition("@")[2]
     host = (urlsplit(settings.site.url).hostname or domain).encode("idna").decode().lower()
     label = slugify(settings.site.title) or "list"
+    unsubscribe_base = d.unsubscribe_url or f"{settings.site.url}unsubscribe"
+    if not unsubscribe_base.startswith("https://"):
+        log.warning(
+            "the unsubscribe link %s is not https; mailbox providers ignore one-click "
+            "unsubscribe (RFC 8058) without it: serve site.url over https or set "
+            "delivery.unsubscribe_url",
+            unsubscribe_base,
+        )
     return ListIdentity(
-        from_header=from_header,
+        from_name=name,
         from_address=address,
-        envelope_from=parseaddr(d.envelope_from)[1] if d.envelope_from else address,
+        envelope_from=(
+            _ascii_address(parseaddr(d.envelope_from)[1], "envelope_from")
+            if d.envelope_from
+            else address
+        ),
         domain=domain,
         list_id=d.list_id or f"{label}.{host}",
         list_name=settings.site.title,
-        unsubscribe_base=d.unsubscribe_url or f"{settings.site.url}unsubscribe",
-        mailto_address=parseaddr(d.unsubscribe_mailto)[1] if d.unsubscribe_mailto else address,
+        unsubscribe_base=unsubscribe_base,
+        mailto_address=(
+            _ascii_address(parseaddr(d.unsubscribe_mailto)[1], "unsubscribe_mailto")
+            if d.unsubscribe_mailto
+            else address
+        ),
     )
 
 
@@ -256,7 +287,7 @@ def build_template(identity: ListIdentity, digest: Digest) -> MessageTemplate:
     )
     # "=_" cannot occur in quoted-printable text, so the boundary never clashes with a body.
     b = _Builder()
-    b.add(_from_line(identity.from_header))
+    b.add(_from_line(identity.from_name, identity.from_address))
     b.slot("h:to")
     b.add(_subject_line(digest.subject))
     b.slot("h:date")

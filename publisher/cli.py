@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
 import time
@@ -10,17 +11,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from publisher import __version__
 from publisher.errors import ConfigError, PublisherError
-from publisher.model import CollectReport, Problem, PublishReport
+from publisher.model import (
+    CollectReport,
+    DeliveryStatus,
+    Problem,
+    PublishReport,
+    SendReport,
+    SubscriberStatus,
+)
 from publisher.settings import Settings, load_settings
 
 PROGRESS_AFTER_SECONDS = 1.0
@@ -299,3 +308,329 @@ def main() -> None:
     except PublisherError as exc:
         debug = "--debug" in sys.argv
         _fail(Console(stderr=True), exc, debug)
+
+
+# ---------------------------------------------------------------- delivery (issue 5)
+
+SEND_EPILOG = """\b
+Examples:
+  publisher send                   send the newest issue to every active subscriber
+  publisher send 12                send (or go on sending) issue #12
+  publisher send --dry-run         write the messages as .eml files under state/dry-run/
+  publisher send --test me@example.org
+                                   one message to yourself; the outbox is not touched
+  publisher send --retry-failed 12 queue issue #12's failed recipients again and send
+
+\b
+Each message is recorded as sent the moment the server accepts it, so a crash, a
+Ctrl-C or a dead server loses nothing: run the command again and it goes on.
+Temporary refusals (4xx) are retried later with growing waits; run `publisher send`
+again (from cron or the scheduler) to deliver them once due.
+Needs $PUBLISHER_TOKEN_KEY (see [delivery] token_key_env) and, with a login,
+$PUBLISHER_SMTP_PASSWORD (see [smtp] password_env).
+"""
+
+
+@cli.command(epilog=SEND_EPILOG)
+@click.argument("issue", type=int, required=False)
+@click.option("--dry-run", is_flag=True, help="Write the messages as .eml files; send nothing.")
+@click.option(
+    "--test",
+    "test_address",
+    metavar="ADDRESS",
+    help="Send one message to ADDRESS only; the outbox is left alone.",
+)
+@click.option(
+    "--retry-failed",
+    "retry_issue",
+    type=int,
+    metavar="ISSUE",
+    help="Queue the failed recipients of ISSUE again, then send it.",
+)
+@now_option
+@click.pass_obj
+def send(
+    obj: Context,
+    issue: int | None,
+    dry_run: bool,
+    test_address: str | None,
+    retry_issue: int | None,
+    now: datetime,
+) -> None:
+    """Deliver an issue's digest to the subscribers (the newest issue by default).
+
+    Every active subscriber gets the issue exactly once; the summary shows where the
+    issue stands. The exit status is 1 if a recipient failed or the run had to stop.
+    """
+    from publisher import pipeline
+
+    if retry_issue is not None and issue is not None and retry_issue != issue:
+        raise click.UsageError(f"ISSUE {issue} and --retry-failed {retry_issue} disagree")
+    if dry_run and test_address:
+        raise click.UsageError("use --dry-run or --test, not both")
+    settings = obj.settings()
+    with _progress(obj.err, "Writing" if dry_run else "Sending") as progress:
+        report = _run(
+            obj,
+            lambda: pipeline.send(
+                settings,
+                now=now,
+                issue_number=retry_issue if retry_issue is not None else issue,
+                dry_run=dry_run,
+                test_address=test_address,
+                retry_failed=retry_issue is not None,
+                progress=progress,
+            ),
+        )
+    _print_send_report(obj, report)
+    if report.stopped or report.failed:
+        sys.exit(1)
+
+
+def _print_send_report(obj: Context, report: SendReport) -> None:
+    out = obj.out
+    if report.test_address:
+        out.print(f"Sent issue #{report.issue_number} to {report.test_address} (test only).")
+        return
+    if report.dry_run_dir:
+        out.print(f"Wrote {report.written} message(s) to {report.dry_run_dir}/ (nothing sent).")
+        return
+    if report.queued or report.requeued:
+        out.print(
+            f"Queued {report.queued} new recipient(s)"
+            + (f", {report.requeued} failed again" if report.requeued else "")
+            + f" for issue #{report.issue_number}."
+        )
+    out.print(
+        f"This run: {report.sent} sent, {report.deferred} deferred, "
+        f"{report.failed} failed, {report.skipped} skipped."
+    )
+    if report.stopped:
+        obj.err.print("stopped: ", style="bold red", end="")
+        obj.err.print(report.stopped, markup=False, highlight=False, soft_wrap=True)
+    if report.status is not None:
+        _print_delivery_table(out, [report.status])
+
+
+def _state_label(status: DeliveryStatus) -> str:
+    if status.finished:
+        return "[green]finished[/]"
+    if status.failed:
+        return f"[red]{status.failed} failed[/]: publisher status --failed {status.issue_number}"
+    if status.deferred:
+        when = status.next_attempt_at
+        return f"[yellow]retrying[/] from {when:%Y-%m-%d %H:%M} UTC" if when else "retrying"
+    return "in progress" if status.total else "not sent"
+
+
+def _print_delivery_table(console: Console, statuses: list[DeliveryStatus]) -> None:
+    table = Table(title="Delivery", title_justify="left")
+    table.add_column("issue", justify="right")
+    table.add_column("title", overflow="ellipsis", max_width=40)
+    for column in ("sent", "pending", "deferred", "failed", "skipped"):
+        table.add_column(column, justify="right")
+    table.add_column("state")
+    for s in statuses:
+        table.add_row(
+            f"#{s.issue_number}",
+            Text(s.title),
+            str(s.sent),
+            str(s.pending),
+            f"[yellow]{s.deferred}[/]" if s.deferred else "0",
+            f"[red]{s.failed}[/]" if s.failed else "0",
+            str(s.skipped),
+            _state_label(s),
+        )
+    console.print(table)
+    for s in statuses:
+        if s.latest_errors:
+            console.print(f"Latest errors of #{s.issue_number}:")
+            for line in s.latest_errors:
+                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+STATUS_EPILOG = """\b
+Examples:
+  publisher status                 sent / pending / deferred / failed per issue
+  publisher status --failed 12     every failed recipient of #12 with the server's reply
+  publisher status --failed 12 --csv > failed.csv
+"""
+
+
+@cli.command(epilog=STATUS_EPILOG)
+@click.option(
+    "--failed", "failed_issue", type=int, metavar="ISSUE", help="List ISSUE's failed recipients."
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("--limit", default=10, show_default=True, help="How many issues to show.")
+@click.pass_obj
+def status(obj: Context, failed_issue: int | None, as_csv: bool, limit: int) -> None:
+    """Show how the delivery of each issue stands.
+
+    An issue is "finished" only when nothing is pending, deferred or failed.
+    """
+    from publisher import pipeline
+
+    settings = obj.settings()
+    if failed_issue is not None:
+        rows = pipeline.failed_deliveries(settings, failed_issue)
+        if as_csv:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(("email", "reply", "attempts", "last_attempt_at", "message_id"))
+            for f in rows:
+                when = f.last_attempt_at.isoformat() if f.last_attempt_at else ""
+                writer.writerow((f.email, f.reply, f.attempts, when, f.message_id))
+            return
+        table = Table(title=f"Failed recipients of #{failed_issue}", title_justify="left")
+        for column in ("email", "reply", "attempts", "last attempt"):
+            table.add_column(column)
+        for f in rows:
+            when = f"{f.last_attempt_at:%Y-%m-%d %H:%M}" if f.last_attempt_at else ""
+            table.add_row(Text(f.email), Text(f.reply), str(f.attempts), when)
+        obj.out.print(table)
+        return
+    statuses = pipeline.delivery_status(settings, limit=limit)
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("issue", "title", "sent", "pending", "deferred", "failed", "skipped"))
+        for s in statuses:
+            writer.writerow(
+                (s.issue_number, s.title, s.sent, s.pending, s.deferred, s.failed, s.skipped)
+            )
+        return
+    if not statuses:
+        obj.out.print("No issue has been sent yet; see `publisher send --help`.")
+        return
+    _print_delivery_table(obj.out, statuses)
+
+
+@cli.command()
+@click.argument("token")
+@now_option
+@click.pass_obj
+def unsubscribe(obj: Context, token: str, now: datetime) -> None:
+    """Apply an unsubscribe TOKEN (the part after token= in a link, or the whole link).
+
+    \b
+    Example:
+      publisher unsubscribe 42.Xq3v9TgJ1mO0bq2wYbqS1A
+    """
+    from publisher import pipeline
+
+    result = pipeline.unsubscribe(obj.settings(), token, now=now)
+    verb = "was already unsubscribed" if result.already else "is unsubscribed"
+    obj.out.print(f"{result.email} {verb}.", markup=False, highlight=False)
+
+
+SUBSCRIBERS_EPILOG = """\b
+Examples:
+  publisher subscribers add jane@example.org --name "Jane Doe"
+  publisher subscribers remove jane@example.org        (kept as unsubscribed)
+  publisher subscribers remove jane@example.org --erase  (forgotten entirely)
+  publisher subscribers list --status bounced
+  publisher subscribers import people.csv   (columns: email[,name]; a header row is optional)
+  publisher subscribers export all.csv
+"""
+
+
+@cli.group(epilog=SUBSCRIBERS_EPILOG)
+def subscribers() -> None:
+    """Manage the subscriber list in the store.
+
+    Addresses are checked (syntax only, no DNS) and stored in lower case.
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The name used in the greeting.")
+@click.option("--reactivate", is_flag=True, help="Bring back someone who unsubscribed or bounced.")
+@now_option
+@click.pass_obj
+def subscribers_add(obj: Context, email: str, name: str, reactivate: bool, now: datetime) -> None:
+    """Add EMAIL as an active subscriber."""
+    from publisher import pipeline
+
+    subscriber, created = pipeline.add_subscriber(
+        obj.settings(), email, now=now, name=name, reactivate=reactivate
+    )
+    verb = "added" if created else "is active again" if reactivate else "was already subscribed"
+    obj.out.print(f"{subscriber.email} {verb}.", markup=False, highlight=False)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--erase", is_flag=True, help="Delete them and their delivery records for good.")
+@now_option
+@click.pass_obj
+def subscribers_remove(obj: Context, email: str, erase: bool, now: datetime) -> None:
+    """Unsubscribe EMAIL (or erase every trace of it with --erase)."""
+    from publisher import pipeline
+
+    subscriber = pipeline.remove_subscriber(obj.settings(), email, now=now, erase=erase)
+    verb = "erased" if erase else "unsubscribed"
+    obj.out.print(f"{subscriber.email} {verb}.", markup=False, highlight=False)
+
+
+@subscribers.command("list")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["pending", "active", "unsubscribed", "bounced"]),
+    help="Only subscribers with this status.",
+)
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@click.pass_obj
+def subscribers_list(obj: Context, status_filter: str | None, limit: int) -> None:
+    """List subscribers (use `export` for all of them)."""
+    from publisher import pipeline
+
+    status_value = cast("SubscriberStatus | None", status_filter)
+    shown, counts = pipeline.list_subscribers(obj.settings(), status=status_value, limit=limit)
+    table = Table(title="Subscribers", title_justify="left")
+    for column in ("email", "name", "status", "since", "bounces"):
+        table.add_column(column)
+    for s in shown:
+        table.add_row(
+            Text(s.email), Text(s.name), s.status, f"{s.created_at:%Y-%m-%d}", str(s.bounce_count)
+        )
+    obj.out.print(table)
+    total = sum(counts.values())
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
+    obj.out.print(f"{total} subscriber(s): {summary}.")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@now_option
+@click.pass_obj
+def subscribers_import(obj: Context, file: Path, now: datetime) -> None:
+    """Add every address in a CSV FILE; bad rows are reported by line, the rest imported.
+
+    Running it twice changes nothing: addresses already known keep their status, so
+    someone who unsubscribed is never signed up again by an import.
+    """
+    from publisher import pipeline
+
+    settings = obj.settings()
+    report = _run(obj, lambda: pipeline.import_subscribers(settings, file, now=now))
+    _print_problems(obj.err, report.problems)
+    table = Table(title=f"Imported from {file}", title_justify="left")
+    for column in ("new", "already known", "bad rows"):
+        table.add_column(column, justify="right")
+    bad = len(report.problems)
+    table.add_row(str(report.new), str(report.unchanged), f"[red]{bad}[/]" if bad else "0")
+    obj.out.print(table)
+    if bad:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def subscribers_export(obj: Context, file: Path) -> None:
+    """Write every subscriber (any status) to a CSV FILE."""
+    from publisher import pipeline
+
+    count = pipeline.export_subscribers(obj.settings(), file)
+    obj.out.print(f"Wrote {count} subscriber(s) to {file}.", markup=False, highlight=False)

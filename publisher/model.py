@@ -180,3 +180,121 @@ class PublishReport:
     digest_form: str = ""  # "full", "summaries" or "titles": what fitted under the size limit
     dry_run: bool = False
     problems: tuple[Problem, ...] = ()
+
+
+# ---------------------------------------------------------------- delivery (issue 5)
+
+SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced"]
+SUBSCRIBER_STATUSES: tuple[SubscriberStatus, ...] = ("pending", "active", "unsubscribed", "bounced")
+# pending -> sent | deferred -> ... | failed; skipped: the subscriber left before their turn.
+OutboxState = Literal["pending", "sent", "deferred", "failed", "skipped"]
+OUTBOX_STATES: tuple[OutboxState, ...] = ("pending", "sent", "deferred", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """Someone on the list. `email` is normalised (lower case, ASCII domain); ids never change."""
+
+    id: int
+    email: str
+    name: str
+    status: SubscriberStatus
+    bounce_count: int  # permanent refusals in a row; a delivered message resets it
+    created_at: datetime  # aware, UTC
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One outbox row claimed for sending, with what its message is made from."""
+
+    id: int
+    issue_number: int
+    subscriber_id: int
+    email: str
+    name: str
+    subscriber_status: SubscriberStatus
+    attempts: int  # attempts made before this one
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one attempt to hand a message to the server means for its outbox row."""
+
+    item: OutboxItem
+    state: OutboxState  # sent, deferred or failed (skipped: never attempted)
+    reply: str  # the server's answer, or what broke
+    at: datetime  # aware, UTC
+    message_id: str = ""
+    next_attempt_at: datetime | None = None  # deferred only
+    hard_bounce: bool = False  # 5xx at RCPT: counts toward the bounce threshold
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """Outbox counts of one issue. It is finished only when nothing is pending, deferred or
+    failed."""
+
+    issue_number: int
+    title: str
+    pending: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    next_attempt_at: datetime | None = None  # the earliest deferred retry
+    latest_errors: tuple[str, ...] = ()  # "address: reply", newest first
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.sent + self.deferred + self.failed + self.skipped
+
+    @property
+    def finished(self) -> bool:
+        return self.total > 0 and self.pending == self.deferred == self.failed == 0
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """A recipient the server refused for good, with its answer."""
+
+    email: str
+    reply: str
+    attempts: int
+    last_attempt_at: datetime | None
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What one `send` run did, and where the issue stands after it."""
+
+    issue_number: int
+    title: str
+    queued: int = 0  # outbox rows created by this run
+    requeued: int = 0  # failed rows queued again (--retry-failed)
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    written: int = 0  # .eml files written by a dry run
+    dry_run_dir: str = ""
+    test_address: str = ""
+    stopped: str = ""  # why the run stopped before the outbox was empty ("" = it did not)
+    status: DeliveryStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What one subscriber import did; bad rows are problems, the rest were imported."""
+
+    new: int = 0
+    unchanged: int = 0
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeResult:
+    email: str
+    already: bool  # they had unsubscribed (or bounced) before

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -81,11 +83,56 @@ class SmtpSettings(_Section):
     username: str = ""
     password_env: str = "PUBLISHER_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    # --- delivery (issue 5): the connection pool and the rate limit
+    connections: Annotated[int, Field(ge=1, le=50)] = 4
+    rate_per_second: Annotated[float, Field(ge=0)] = 0.0  # 0 = no limit
+    rate_per_hour: Annotated[int, Field(ge=0)] = 0  # 0 = no limit
+    local_hostname: str = ""  # the name sent in EHLO; "" = this machine's FQDN
+
+
+_LIST_ID = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+$")
 
 
 class DeliverySettings(_Section):
     from_address: str = ""
     token_key_env: str = "PUBLISHER_TOKEN_KEY"  # noqa: S105 (a variable name, not a secret)
+    # --- delivery (issue 5)
+    envelope_from: str = ""  # MAIL FROM (bounces go there); "" = the From address
+    list_id: str = ""  # RFC 2919 list id such as "dispatch.example.org"; "" = from the site
+    unsubscribe_url: str = ""  # "" = <site.url>unsubscribe; the token is added as ?token=
+    unsubscribe_mailto: str = ""  # address for mailto: unsubscribes; "" = the From address
+    greeting: str = "Hello"  # "Hello Jane," or "Hello,"
+    max_attempts: Annotated[int, Field(ge=1)] = 6
+    retry_base: Annotated[float, Field(ge=0)] = 300.0  # seconds before the first retry
+    retry_max: Annotated[float, Field(ge=0)] = 21600.0  # the longest wait between retries
+    bounce_threshold: Annotated[int, Field(ge=1)] = 3
+    claim_timeout: Annotated[float, Field(gt=0)] = 900.0
+    dry_run_dir: str = "state/dry-run"
+    dkim_selector: str = ""  # "" = no DKIM signature
+    dkim_domain: str = ""  # "" = the From address's domain
+    dkim_key_env: str = "PUBLISHER_DKIM_KEY_FILE"
+
+    @field_validator("from_address", "envelope_from", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and "@" not in parseaddr(value)[1]:
+            raise ValueError("must be an email address such as 'News <news@example.org>'")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme != "https" or not parts.netloc):
+            raise ValueError("must be an https:// URL (RFC 8058 one-click needs HTTPS)")
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        if value and not _LIST_ID.match(value):
+            raise ValueError("must look like 'news.example.org' (RFC 2919: label.domain)")
+        return value
 
 
 class Settings(_Section):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
-from collections.abc import Callable, Iterator
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +19,20 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import StoreError
-from publisher.model import Article, Issue, SourceKind
+from publisher.model import (
+    Article,
+    AttemptResult,
+    DeliveryStatus,
+    FailedDelivery,
+    Issue,
+    OutboxItem,
+    SourceKind,
+    Subscriber,
+    SubscriberStatus,
+)
 
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 metadata = sa.MetaData()
@@ -62,6 +76,84 @@ issue_articles_table = sa.Table(
     ),
     sa.Column("position", sa.Integer, nullable=False),
     sa.PrimaryKeyConstraint("issue_number", "position"),
+)
+# --- delivery (issue 5): mirrors migrations/versions/0004_delivery.py
+subscribers_table = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("bounce_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("confirmed_at", sa.DateTime),
+    sa.Column("unsubscribed_at", sa.DateTime),
+    sa.CheckConstraint(
+        "status IN ('pending', 'active', 'unsubscribed', 'bounced')", name="ck_subscribers_status"
+    ),
+    sa.Index("ix_subscribers_status", "status", "id"),
+)
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_number", sa.Integer, sa.ForeignKey("issues.number"), nullable=False),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime, nullable=False),
+    sa.Column("last_attempt_at", sa.DateTime),
+    sa.Column("last_reply", sa.Text),
+    sa.Column("message_id", sa.String(255)),
+    sa.Column("claimed_by", sa.String(120)),
+    sa.Column("claimed_at", sa.DateTime),
+    sa.Column("sent_at", sa.DateTime),
+    sa.UniqueConstraint("issue_number", "subscriber_id", name="uq_outbox_issue_subscriber"),
+    sa.CheckConstraint(
+        "state IN ('pending', 'sent', 'deferred', 'failed', 'skipped')", name="ck_outbox_state"
+    ),
+    sa.Index("ix_outbox_due", "issue_number", "state", "next_attempt_at"),
+    sa.Index("ix_outbox_sent_at", "sent_at"),
+    sa.Index("ix_outbox_subscriber", "subscriber_id"),
+)
+
+
+# The outbox row after one attempt; NULL parameters keep what the row has.
+_FINISH_ATTEMPT = (
+    outbox_table.update()
+    .where(outbox_table.c.id == sa.bindparam("row_id"))
+    .values(
+        state=sa.bindparam("state"),
+        attempts=outbox_table.c.attempts + 1,
+        last_attempt_at=sa.bindparam("at", type_=sa.DateTime),
+        last_reply=sa.bindparam("reply"),
+        message_id=sa.func.coalesce(
+            sa.bindparam("message_id", type_=sa.String), outbox_table.c.message_id
+        ),
+        sent_at=sa.func.coalesce(
+            sa.bindparam("sent_at", type_=sa.DateTime), outbox_table.c.sent_at
+        ),
+        next_attempt_at=sa.func.coalesce(
+            sa.bindparam("next_at", type_=sa.DateTime), outbox_table.c.next_attempt_at
+        ),
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
+# A delivered message ends a run of hard bounces.
+_RESET_BOUNCES = (
+    subscribers_table.update()
+    .where(
+        subscribers_table.c.id == sa.bindparam("subscriber_id"),
+        subscribers_table.c.bounce_count > 0,
+    )
+    .values(bounce_count=0)
 )
 
 
@@ -164,6 +256,8 @@ class Store:
         self.url: URL = make_url(url)
         self.where = self.url.render_as_string(hide_password=True)
         self.engine: Engine = self._create_engine()
+        # SQLite has one writer: delivery threads take turns here instead of in its busy loop.
+        self._write_lock = threading.Lock() if self.url.get_backend_name() == "sqlite" else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -470,3 +564,430 @@ class Store:
             )
             result.append((issue, tuple(title for _, title in pairs)))
         return result
+
+    # ------------------------------------------------------------------ subscribers (issue 5)
+
+    def _writing(self) -> AbstractContextManager[object]:
+        return self._write_lock if self._write_lock is not None else nullcontext()
+
+    @_wrap_errors
+    def add_subscriber(
+        self, email: str, name: str, *, now: datetime, status: SubscriberStatus = "active"
+    ) -> tuple[Subscriber, bool]:
+        """Insert a subscriber unless the address is there; returns (subscriber, created)."""
+        t = subscribers_table
+        with self._writing(), self.engine.begin() as conn:
+            result = conn.execute(
+                self._insert_ignore(t).values(
+                    email=email,
+                    name=name,
+                    status=status,
+                    bounce_count=0,
+                    created_at=_to_db(now),
+                    confirmed_at=_to_db(now) if status == "active" else None,
+                )
+            )
+            row = conn.execute(sa.select(t).where(t.c.email == email)).one()
+        return _subscriber_from_row(row), result.rowcount == 1
+
+    @_wrap_errors
+    def import_subscribers(self, rows: Iterable[tuple[str, str]], *, now: datetime) -> int:
+        """Add (email, name) pairs as active subscribers in batches; addresses already there
+        are left as they are. Returns how many were new."""
+        t = subscribers_table
+        moment = _to_db(now)
+        new = 0
+        batch: list[dict[str, Any]] = []
+
+        def flush() -> int:
+            with self._writing(), self.engine.begin() as conn:
+                before = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                conn.execute(self._insert_ignore(t), batch)
+                after = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            batch.clear()
+            return int(after) - int(before)
+
+        for email, name in rows:
+            batch.append(
+                {
+                    "email": email,
+                    "name": name,
+                    "status": "active",
+                    "bounce_count": 0,
+                    "created_at": moment,
+                    "confirmed_at": moment,
+                }
+            )
+            if len(batch) >= 1000:
+                new += flush()
+        if batch:
+            new += flush()
+        return new
+
+    @_wrap_errors
+    def get_subscriber(
+        self, *, subscriber_id: int | None = None, email: str | None = None
+    ) -> Subscriber | None:
+        t = subscribers_table
+        query = sa.select(t)
+        if subscriber_id is not None:
+            query = query.where(t.c.id == subscriber_id)
+        elif email is not None:
+            query = query.where(t.c.email == email)
+        else:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _subscriber_from_row(row)
+
+    @_wrap_errors
+    def set_subscriber_status(
+        self, subscriber_id: int, status: SubscriberStatus, *, now: datetime
+    ) -> None:
+        t = subscribers_table
+        values: dict[str, Any] = {"status": status}
+        if status == "active":
+            values.update(confirmed_at=_to_db(now), unsubscribed_at=None, bounce_count=0)
+        elif status == "unsubscribed":
+            values.update(unsubscribed_at=_to_db(now))
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.id == subscriber_id).values(values))
+
+    @_wrap_errors
+    def delete_subscriber(self, subscriber_id: int) -> None:
+        """Erase a subscriber and their outbox rows (a request to be forgotten)."""
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(outbox_table.delete().where(outbox_table.c.subscriber_id == subscriber_id))
+            conn.execute(subscribers_table.delete().where(subscribers_table.c.id == subscriber_id))
+
+    def iter_subscribers(self, status: SubscriberStatus | None = None) -> Iterator[Subscriber]:
+        """Subscribers in the order they joined, streamed (never all in memory)."""
+        t = subscribers_table
+        query = sa.select(t).order_by(t.c.id)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        for row in self._stream(query):
+            yield _subscriber_from_row(row)
+
+    @_wrap_errors
+    def count_subscribers(self) -> dict[str, int]:
+        """Status -> how many subscribers have it."""
+        t = subscribers_table
+        query = sa.select(t.c.status, sa.func.count()).group_by(t.c.status)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    # ------------------------------------------------------------------ outbox (issue 5)
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        # INSERT ... ON CONFLICT DO NOTHING: both databases we support spell it the same way.
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    @_wrap_errors
+    def enqueue_issue(self, issue_number: int, *, now: datetime) -> int:
+        """Create one pending row per active subscriber, once per issue; returns rows created.
+
+        The first `send` of an issue fixes its recipients; later runs only work through them.
+        """
+        o, s = outbox_table, subscribers_table
+        already = sa.exists().where(o.c.issue_number == issue_number)
+        source = sa.select(
+            sa.literal(issue_number).label("issue_number"),
+            s.c.id,
+            sa.literal("pending").label("state"),
+            sa.literal(0).label("attempts"),
+            sa.literal(_to_db(now), sa.DateTime).label("next_attempt_at"),
+        ).where(s.c.status == "active", ~already)
+        insert = self._insert_ignore(o).from_select(
+            ["issue_number", "subscriber_id", "state", "attempts", "next_attempt_at"], source
+        )
+        with self._writing(), self.engine.begin() as conn:
+            return int(conn.execute(insert).rowcount or 0)
+
+    @_wrap_errors
+    def has_outbox(self, issue_number: int) -> bool:
+        o = outbox_table
+        with self.engine.connect() as conn:
+            query = sa.select(o.c.id).where(o.c.issue_number == issue_number).limit(1)
+            return conn.execute(query).first() is not None
+
+    def _due(self, issue_number: int, now: datetime) -> sa.ColumnElement[bool]:
+        o = outbox_table
+        return sa.and_(
+            o.c.issue_number == issue_number,
+            o.c.state.in_(("pending", "deferred")),
+            o.c.next_attempt_at <= _to_db(now),
+        )
+
+    def _item_query(self) -> sa.Select[Any]:
+        o, s = outbox_table, subscribers_table
+        return sa.select(
+            o.c.id,
+            o.c.issue_number,
+            o.c.subscriber_id,
+            o.c.attempts,
+            s.c.email,
+            s.c.name,
+            s.c.status,
+        ).join(s, s.c.id == o.c.subscriber_id)
+
+    @_wrap_errors
+    def count_due(self, issue_number: int, *, now: datetime) -> int:
+        o = outbox_table
+        query = sa.select(sa.func.count()).select_from(o).where(self._due(issue_number, now))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def iter_due(self, issue_number: int, *, now: datetime) -> Iterator[OutboxItem]:
+        """Rows that are due, streamed, without claiming them (for a dry run)."""
+        o = outbox_table
+        query = self._item_query().where(self._due(issue_number, now)).order_by(o.c.id)
+        for row in self._stream(query):
+            yield _item_from_row(row)
+
+    @_wrap_errors
+    def claim_due(
+        self, issue_number: int, *, worker: str, now: datetime, limit: int
+    ) -> list[OutboxItem]:
+        """Claim up to `limit` due, unclaimed rows for `worker` in one short transaction.
+
+        On PostgreSQL rows another worker holds are skipped (FOR UPDATE SKIP LOCKED); on
+        SQLite the single UPDATE ... RETURNING is atomic against other writers.
+        """
+        o = outbox_table
+        claim = self.claim_statement(issue_number, worker=worker, now=now, limit=limit)
+        with self._writing(), self.engine.begin() as conn:
+            ids = list(conn.execute(claim).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(self._item_query().where(o.c.id.in_(ids)).order_by(o.c.id))
+            return [_item_from_row(row) for row in rows]
+
+    def claim_statement(
+        self, issue_number: int, *, worker: str, now: datetime, limit: int
+    ) -> sa.Update:
+        """UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING id."""
+        o = outbox_table
+        due = (
+            sa.select(o.c.id)
+            .where(self._due(issue_number, now), o.c.claimed_by.is_(None))
+            .order_by(o.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (
+            o.update()
+            .where(o.c.id.in_(due))
+            .values(claimed_by=worker, claimed_at=_to_db(now))
+            .returning(o.c.id)
+        )
+
+    @_wrap_errors
+    def finish_attempt(self, result: AttemptResult, *, bounce_threshold: int) -> None:
+        """Record what one attempt did, and release the row's claim, in one transaction."""
+        s = subscribers_table
+        at = _to_db(result.at)
+        params = {
+            "row_id": result.item.id,
+            "state": result.state,
+            "at": at,
+            "reply": result.reply[:2000],
+            "message_id": result.message_id or None,
+            "sent_at": at if result.state == "sent" else None,
+            "next_at": _to_db(result.next_attempt_at),
+        }
+        subscriber = s.c.id == result.item.subscriber_id
+        with self._writing(), self.engine.begin() as conn:
+            # One prebuilt statement: this runs once per message sent, so it must be cheap.
+            conn.execute(_FINISH_ATTEMPT, params)
+            if result.state == "sent":
+                conn.execute(_RESET_BOUNCES, {"subscriber_id": result.item.subscriber_id})
+            elif result.hard_bounce:
+                bounced = sa.and_(s.c.bounce_count + 1 >= bounce_threshold, s.c.status == "active")
+                conn.execute(
+                    s.update()
+                    .where(subscriber)
+                    .values(
+                        bounce_count=s.c.bounce_count + 1,
+                        status=sa.case((bounced, "bounced"), else_=s.c.status),
+                    )
+                )
+
+    @_wrap_errors
+    def skip(self, item: OutboxItem, *, reason: str, now: datetime) -> None:
+        """The subscriber left before their turn: the row is done, nothing was sent."""
+        o = outbox_table
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.id == item.id)
+                .values(
+                    state="skipped",
+                    last_reply=reason,
+                    last_attempt_at=_to_db(now),
+                    claimed_by=None,
+                    claimed_at=None,
+                )
+            )
+
+    @_wrap_errors
+    def release_claims(
+        self, *, worker: str | None = None, claimed_before: datetime | None = None
+    ) -> int:
+        """Give claimed rows back: one worker's, those older than a moment, or (neither) all."""
+        o = outbox_table
+        query = o.update().where(o.c.claimed_by.is_not(None))
+        if worker is not None:
+            query = query.where(o.c.claimed_by == worker)
+        if claimed_before is not None:
+            query = query.where(o.c.claimed_at < _to_db(claimed_before))
+        with self._writing(), self.engine.begin() as conn:
+            return int(conn.execute(query.values(claimed_by=None, claimed_at=None)).rowcount or 0)
+
+    @_wrap_errors
+    def requeue_failed(self, issue_number: int, *, now: datetime) -> int:
+        """Queue an issue's failed rows again, with a fresh count of attempts."""
+        o = outbox_table
+        query = (
+            o.update()
+            .where(o.c.issue_number == issue_number, o.c.state == "failed")
+            .values(state="pending", attempts=0, next_attempt_at=_to_db(now))
+        )
+        with self._writing(), self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount or 0)
+
+    @_wrap_errors
+    def sent_since(self, moment: datetime) -> int:
+        """Messages handed to the server since `moment`, over every issue (the hourly limit)."""
+        o = outbox_table
+        query = sa.select(sa.func.count()).select_from(o).where(o.c.sent_at >= _to_db(moment))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @_wrap_errors
+    def delivery_status(self, issue_number: int, *, errors: int = 5) -> DeliveryStatus:
+        """Outbox counts of one issue, its earliest retry and its latest errors."""
+        o, s = outbox_table, subscribers_table
+        with self.engine.connect() as conn:
+            title = conn.execute(
+                sa.select(issues_table.c.title).where(issues_table.c.number == issue_number)
+            ).scalar()
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(o.c.state, sa.func.count())
+                    .where(o.c.issue_number == issue_number)
+                    .group_by(o.c.state)
+                ).all()
+            )
+            next_at = conn.execute(
+                sa.select(sa.func.min(o.c.next_attempt_at)).where(
+                    o.c.issue_number == issue_number, o.c.state == "deferred"
+                )
+            ).scalar()
+            latest = conn.execute(
+                sa.select(s.c.email, o.c.last_reply)
+                .join(s, s.c.id == o.c.subscriber_id)
+                .where(o.c.issue_number == issue_number, o.c.state.in_(("deferred", "failed")))
+                .order_by(o.c.last_attempt_at.desc(), o.c.id.desc())
+                .limit(errors)
+            ).all()
+        return DeliveryStatus(
+            issue_number=issue_number,
+            title=title or "",
+            pending=int(counts.get("pending", 0)),
+            sent=int(counts.get("sent", 0)),
+            deferred=int(counts.get("deferred", 0)),
+            failed=int(counts.get("failed", 0)),
+            skipped=int(counts.get("skipped", 0)),
+            next_attempt_at=_from_db(next_at),
+            latest_errors=tuple(f"{email}: {reply}" for email, reply in latest),
+        )
+
+    @_wrap_errors
+    def issues_with_outbox(self, limit: int) -> list[int]:
+        """Numbers of the newest issues that have outbox rows, newest first."""
+        o = outbox_table
+        query = (
+            sa.select(o.c.issue_number).distinct().order_by(o.c.issue_number.desc()).limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [int(n) for n in conn.execute(query).scalars()]
+
+    def iter_failed(self, issue_number: int) -> Iterator[FailedDelivery]:
+        """Every failed recipient of an issue with the server's answer, streamed."""
+        o, s = outbox_table, subscribers_table
+        query = (
+            sa.select(s.c.email, o.c.last_reply, o.c.attempts, o.c.last_attempt_at, o.c.message_id)
+            .join(s, s.c.id == o.c.subscriber_id)
+            .where(o.c.issue_number == issue_number, o.c.state == "failed")
+            .order_by(o.c.id)
+        )
+        for row in self._stream(query):
+            yield FailedDelivery(
+                email=row.email,
+                reply=row.last_reply or "",
+                attempts=int(row.attempts),
+                last_attempt_at=_from_db(row.last_attempt_at),
+                message_id=row.message_id or "",
+            )
+
+    @contextmanager
+    def sender_lock(self) -> Iterator[bool]:
+        """Held while a `send` runs. SQLite: one sender at a time (a lock file beside the
+        database, freed by the kernel even on SIGKILL); yields True, meaning any claim left in
+        the outbox belongs to a dead run. Other databases: yields False; workers share."""
+        database = self.url.database
+        if self.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            yield False
+            return
+        path = Path(f"{database}.send-lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the send lock ({exc.strerror})", where=str(path)
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    "another `publisher send` is running on this store",
+                    where=str(path),
+                    hint="wait for it to finish; it works through the same outbox",
+                ) from None
+            yield True
+        finally:
+            os.close(fd)
+
+
+def _subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
+    m = row._mapping
+    return Subscriber(
+        id=int(m["id"]),
+        email=m["email"],
+        name=m["name"] or "",
+        status=m["status"],
+        bounce_count=int(m["bounce_count"]),
+        created_at=m["created_at"].replace(tzinfo=UTC),
+        confirmed_at=_from_db(m["confirmed_at"]),
+        unsubscribed_at=_from_db(m["unsubscribed_at"]),
+    )
+
+
+def _item_from_row(row: sa.Row[Any]) -> OutboxItem:
+    return OutboxItem(
+        id=int(row.id),
+        issue_number=int(row.issue_number),
+        subscriber_id=int(row.subscriber_id),
+        email=row.email,
+        name=row.name or "",
+        subscriber_status=row.status,
+        attempts=int(row.attempts),
+    )

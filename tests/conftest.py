@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from publisher.settings import Settings, load_settings
+from tests.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -111,3 +112,23 @@ def golden() -> Callable[[str, str | bytes], None]:
         assert data == path.read_bytes(), f"{name} differs from its golden file; see git diff"
 
     return check
+
+
+# ---------------------------------------------------------------- delivery (issue 5)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on 127.0.0.1 (random port) that records and can misbehave."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def token_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The unsubscribe-token secret, in the environment variable the settings name."""
+    from tests.delivery_support import TOKEN_KEY
+
+    monkeypatch.setenv("PUBLISHER_TOKEN_KEY", TOKEN_KEY)
+    return TOKEN_KEY

@@ -213,3 +213,33 @@ def test_a_parallel_rebuild_reproduces_every_issue_byte_for_byte(site: Site) -> 
     report = publish(site.settings(), now=MORNING + timedelta(days=30), rebuild=True)
     assert report.rebuilt == PARALLEL_REBUILD_MIN + 1
     assert output_files(issues) == before
+
+
+def test_email_eml_is_the_whole_message_a_test_recipient_would_get(site: Site) -> None:
+    import email
+    from email import policy
+
+    from publisher.model import PLACEHOLDER_RECIPIENT, PLACEHOLDER_UNSUBSCRIBE_URL
+
+    fill(site)
+    collect(site.settings(), now=NOW)
+    publish(site.settings(), now=MORNING)
+    raw = (site.root / "issues/2026-11-24/email.eml").read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in message.iter_parts())
+    assert message["Subject"] == "Test Dispatch #1: Market moves indoors"
+    assert message["From"].addresses[0].addr_spec == "desk@news.example.org"
+    assert message["Date"].datetime == MORNING
+    assert message["Message-ID"].startswith("<") and message["Message-ID"].endswith(">")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["To"] == PLACEHOLDER_RECIPIENT  # filled in per subscriber
+    text, html = (p.get_content() for p in message.iter_parts())
+    assert PLACEHOLDER_UNSUBSCRIBE_URL in text and PLACEHOLDER_UNSUBSCRIBE_URL in html
+    assert "https://news.example.org/2026-11-24/harbour-lights-return.html" in text
+    # The HTML part is email.html as written (CSS inlined once, at publish), in CRLF lines.
+    written = (site.root / "issues/2026-11-24/email.html").read_text(encoding="utf-8")
+    assert html.replace("\r\n", "\n") == written

@@ -1,0 +1,1 @@
+"""Delivery: subscriber addresses, MIME messages, unsubscribe tokens, SMTP and the outbox."""

@@ -8,7 +8,8 @@ Prints one table. Every comparison is made in the same run, side by side:
      EmailMessage per subscriber (the naive way; timed on fewer messages, reported as a rate);
   2. send 10,000 to a local aiosmtpd sink (a separate process) with `pipeline.send` (outbox,
      claims, a row written per message), against a bare smtplib loop sending the same prebuilt
-     messages over one reused connection to the same sink;
+     messages over one reused connection to the same sink; each side in a fresh process, as a
+     user's `publisher send` runs, the bare loop before and after ours;
   3. peak RSS of a process that imports 100,000 subscribers and sends them an issue.
 """
 
@@ -200,27 +201,51 @@ def sink_count(port: int) -> int:
         return int(smtp.verify("count")[1])
 
 
-def bench_send(folder: Path, port: int, count: int) -> list[tuple[str, ...]]:
-    os.environ["PUBLISHER_TOKEN_KEY"] = KEY
-    rows: list[tuple[str, ...]] = []
+def bare_child(folder: Path, port: int, count: int) -> None:
+    """In a fresh process: the same prebuilt messages over one smtplib connection."""
     settings = make_site(folder, port)
-    subscribers(settings, count)
     identity = list_identity(settings)
-    d = digest()
-    factory = MessageFactory(settings, identity, build_template(identity, d), 1, KEY.encode())
+    factory = MessageFactory(
+        settings, identity, build_template(identity, digest()), 1, KEY.encode()
+    )
     distinct = min(count, 1000)  # the loop cycles through 1,000 prebuilt messages
     prebuilt = [
         factory.build(n, f"reader{n}@example.org", f"Reader {n}", NOW).data for n in range(distinct)
     ]
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for n in range(count):
+            rcpt = [f"reader{n}@example.org"]
+            smtp.sendmail("desk@bench.example.org", rcpt, prebuilt[n % distinct])
+    print(time.perf_counter() - started)
+
+
+def send_child(folder: Path, port: int, connections: int, number: int) -> None:
+    """In a fresh process, as `publisher send` runs: the whole use case, timed."""
+    os.environ["PUBLISHER_TOKEN_KEY"] = KEY
+    settings = make_site(folder, port, connections)
+    started = time.perf_counter()
+    report = pipeline.send(settings, now=NOW + timedelta(minutes=number), issue_number=number)
+    took = time.perf_counter() - started
+    print(took, report.sent)
+
+
+def child(*args: object) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, __file__, *map(str, args)], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+def bench_send(folder: Path, port: int, count: int) -> list[tuple[str, ...]]:
+    """Each side runs in its own fresh process, as a user's `publisher send` would."""
+    rows: list[tuple[str, ...]] = []
+    settings = make_site(folder, port)
+    subscribers(settings, count)
 
     def bare_loop() -> float:
         before = sink_count(port)
-        started = time.perf_counter()
-        with smtplib.SMTP("127.0.0.1", port) as smtp:
-            for n in range(count):
-                rcpt = [f"reader{n}@example.org"]
-                smtp.sendmail("desk@bench.example.org", rcpt, prebuilt[n % distinct])
-        took = time.perf_counter() - started
+        took = float(child("--bare-child", folder, port, count)[0])
         assert sink_count(port) - before == count
         return took
 
@@ -229,14 +254,11 @@ def bench_send(folder: Path, port: int, count: int) -> list[tuple[str, ...]]:
     bare_times = [bare_loop()]
     ours: list[tuple[int, float]] = []
     for number, connections in ((1, 4), (2, 1)):
-        settings = make_site(folder, port, connections)
-        publish(settings, number)
+        publish(make_site(folder, port, connections), number)
         before = sink_count(port)
-        started = time.perf_counter()
-        report = pipeline.send(settings, now=NOW + timedelta(minutes=number), issue_number=number)
-        ours.append((connections, time.perf_counter() - started))
-        assert report.sent == count, report
-        assert sink_count(port) - before == count
+        took, sent = child("--send-child", folder, port, connections, number)
+        assert int(sent) == count == sink_count(port) - before
+        ours.append((connections, float(took)))
     bare_times.append(bare_loop())
     rates = [count / t for t in bare_times]
     bare_rate = sum(rates) / len(rates)
@@ -333,7 +355,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--send-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_child:
+        folder, port, count = args.bare_child
+        bare_child(Path(folder), int(port), int(count))
+        return
+    if args.send_child:
+        folder, port, connections, number = args.send_child
+        send_child(Path(folder), int(port), int(connections), int(number))
+        return
     if args.sink:
         run_sink()
         return

@@ -660,11 +660,20 @@ def delivery_status(
 
 
 def failed_deliveries(settings: Settings, issue_number: int) -> Iterator[FailedDelivery]:
-    """Every recipient of an issue the server refused for good, with its answer (streamed)."""
-    with Store.open(settings.database_url) as store:
-        if store.get_issue(issue_number) is None:
-            raise DeliveryError(f"there is no issue #{issue_number}")
-        yield from store.iter_failed(issue_number)
+    """Every recipient of an issue the server refused for good, with its answer (streamed).
+
+    Raises at once (not on the first row) when there is no such issue.
+    """
+    store = Store.open(settings.database_url)
+    if store.get_issue(issue_number) is None:
+        store.close()
+        raise DeliveryError(f"there is no issue #{issue_number}", hint="see `publisher status`")
+
+    def rows() -> Iterator[FailedDelivery]:
+        with store:
+            yield from store.iter_failed(issue_number)
+
+    return rows()
 
 
 def _checked_address(email: str) -> str:
@@ -769,6 +778,13 @@ def _dry_run(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = Path(tempfile.mkdtemp(prefix=f".{issue.folder}.", dir=target.parent))
+    except OSError as exc:
+        raise DeliveryError(
+            f"cannot write the dry run ({exc.strerror})",
+            where=str(target),
+            hint="check delivery.dry_run_dir",
+        ) from None
+    try:
         for item in items:
             if item.subscriber_status != "active":
                 continue
@@ -782,6 +798,7 @@ def _dry_run(
             shutil.rmtree(target)
         temp.replace(target)
     except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)  # never leave half a dry run behind
         raise DeliveryError(
             f"cannot write the dry run ({exc.strerror})",
             where=str(target),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from publisher.settings import Settings, load_settings
-from tests.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -115,6 +114,10 @@ def golden() -> Callable[[str, str | bytes], None]:
 
 
 # ---------------------------------------------------------------- delivery (issue 5)
+# Imported here, not at the top, so this block merges as one piece.
+from collections.abc import Iterator  # noqa: E402
+
+from tests.smtp_sink import SmtpSink  # noqa: E402
 
 
 @pytest.fixture

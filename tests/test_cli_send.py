@@ -186,3 +186,10 @@ def test_send_killed_mid_run_then_run_again_sends_each_subscriber_one_message(
     assert len(smtp_sink.messages) - len(addresses) <= settings.smtp.connections
     status = invoke(site, "status")
     assert "finished" in status.output
+
+
+def test_failed_list_of_an_unknown_issue_is_an_error_before_any_output(site: Site) -> None:
+    result = invoke(site, "status", "--failed", "9", "--csv")
+
+    assert result.output == ""
+    assert str(result.exception) == "there is no issue #9; see `publisher status`"

@@ -18,6 +18,7 @@ SETTINGS = """\
 [site]
 title = "Bench"
 url = "https://bench.example.org/"
+email = "desk@bench.example.org"
 [store]
 path = "state/bench.db"
 [issue]
@@ -33,6 +34,7 @@ report = publish(load_settings(Path('settings.toml')), now=datetime.fromisoforma
 print('issue', report.issue.number if report.issue else None, report.rebuilt)
 """
 BASE = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
+REPEAT = 3  # best of three: the machine is shared and noisy
 PELICAN_VENV = ROOT / "bench" / ".venv-pelican"
 HUGO_SINGLE = "<html><body><h1>{{ .Title }}</h1>{{ .Content }}</body></html>"
 HUGO_LIST = (
@@ -109,9 +111,13 @@ def bench_rebuild(tmp: Path) -> dict[str, float]:
     results: dict[str, float] = {}
     site = make_site(tmp / "rebuild", max_articles=10)
     fill_store(site, 1000, 100, 10)
-    run = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=True), cwd=site)
-    assert "issue None 100" in run.stdout, run.stdout
-    results["publisher"] = run.seconds
+    best = []
+    for _ in range(REPEAT):
+        shutil.rmtree(site / "issues", ignore_errors=True)  # each run builds the site afresh
+        run = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=True), cwd=site)
+        assert "issue None 100" in run.stdout, run.stdout
+        best.append(run.seconds)
+    results["publisher"] = min(best)
 
     content = tmp / "pelican-content"
     write_markdown_articles(content, 1000)
@@ -127,18 +133,13 @@ def bench_rebuild(tmp: Path) -> dict[str, float]:
         "FEED_DOMAIN = SITEURL\nFEED_ALL_ATOM = 'feeds/all.atom.xml'\n"
         "FEED_ALL_RSS = 'feeds/all.rss.xml'\nDEFAULT_PAGINATION = 10\n"
     )
-    pelican = run_command(
-        [
-            str(PELICAN_VENV / "bin/pelican"),
-            str(content),
-            "-o",
-            str(tmp / "pelican-out"),
-            "-s",
-            str(conf),
-            "-q",
-        ]
-    )
-    results["pelican"] = pelican.seconds
+    best = []
+    for _ in range(REPEAT):
+        shutil.rmtree(tmp / "pelican-out", ignore_errors=True)
+        command = [str(PELICAN_VENV / "bin/pelican"), str(content)]
+        command += ["-o", str(tmp / "pelican-out"), "-s", str(conf), "-q"]
+        best.append(run_command(command).seconds)
+    results["pelican"] = min(best)
 
     hugo = shutil.which("hugo")
     if hugo:
@@ -157,9 +158,13 @@ def bench_rebuild(tmp: Path) -> dict[str, float]:
             (posts / md.name).write_text(
                 f'---\ntitle: "{meta["Title"]}"\ndate: {date}\n---\n{body}'
             )
-        start = time.perf_counter()
-        subprocess.run([hugo, "--quiet", "-s", str(hugo_site)], check=True, capture_output=True)
-        results["hugo"] = time.perf_counter() - start
+        best = []
+        for _ in range(REPEAT):
+            shutil.rmtree(hugo_site / "public", ignore_errors=True)
+            start = time.perf_counter()
+            subprocess.run([hugo, "--quiet", "-s", str(hugo_site)], check=True, capture_output=True)
+            best.append(time.perf_counter() - start)
+        results["hugo"] = min(best)
     return results
 
 
@@ -192,7 +197,7 @@ def main() -> None:
     else:
         rows.append(["hugo", "not on PATH (apt-get install hugo)", "-", ""])
     print_table(
-        "publish (wall seconds; in-process, imports included)",
+        "publish (wall seconds, best of 3 for the side-by-side runs; in-process, imports included)",
         ["run", "seconds", "target", "note"],
         rows,
     )

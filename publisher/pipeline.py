@@ -81,7 +81,7 @@ from publisher.sources.files import (
     scan_article_files,
 )
 from publisher.store import FileState, Store
-from publisher.write import remove_stale_temp, write_issue, write_site_files
+from publisher.write import remove_stale_temp, write_issue, write_issues, write_site_files
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +240,15 @@ def publish(
             for old, _titles in reversed(store.issues_with_titles()):
                 by_id = store.articles_by_id(list(old.article_ids))
                 jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
+            batch: dict[str, dict[str, bytes]] = {}
             for old, files, issue_problems in _render_issues(settings, env, jobs):
                 problems.extend(issue_problems)
-                if not dry_run:
-                    write_issue(output, old.folder, files, replace=True)
+                batch[old.folder] = files
                 rebuilt += 1
+                if len(batch) == REBUILD_WRITE_BATCH or rebuilt == len(jobs):
+                    if not dry_run:
+                        write_issues(output, batch, replace=True)
+                    batch = {}
         else:
             plan = plan_issue(store.unissued_articles(), store.get_issue(), now, settings)
             if plan is not None:
@@ -315,6 +319,8 @@ def _render_issue(
     return files, digest.form
 
 
+# A rebuild writes this many issue folders with one durability pass (bounded memory).
+REBUILD_WRITE_BATCH = 10
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
 PARALLEL_REBUILD_MIN = 8
 _worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process

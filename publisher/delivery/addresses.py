@@ -10,8 +10,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
-
 from publisher.errors import DeliveryError
 from publisher.model import Problem, Subscriber
 
@@ -35,6 +33,8 @@ def normalise_email(raw: str) -> str:
     Raises ValueError with a message a person can act on. Lower case: mailbox names are
     case-insensitive at every provider that matters, and one person must be one row.
     """
+    from email_validator import EmailNotValidError, validate_email  # only when addresses come in
+
     text = raw.strip()
     if not text:
         raise ValueError("empty address")

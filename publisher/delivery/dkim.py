@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dkim
-
 from publisher.errors import DeliveryError
 from publisher.settings import Settings
 
@@ -32,6 +30,8 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header in front."""
+        import dkim  # here: dkimpy costs a tenth of a second to import, and most runs never sign
+
         try:
             header: bytes = dkim.sign(
                 message,

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import jinja2
 import lxml.html
 from markupsafe import Markup
-from premailer import Premailer
 
 from publisher.errors import ConfigError, RenderError
 from publisher.model import (
@@ -266,37 +265,49 @@ _PREMAILER_OPTIONS: dict[str, Any] = {
 }
 
 
-class _Inliner(Premailer):  # type: ignore[misc]
-    """premailer with its per-stylesheet work remembered.
+@functools.cache
+def _inliner_class() -> type[Any]:
+    """premailer with its per-stylesheet work remembered (imported on first use: premailer and
+    cssutils cost a tenth of a second, and only publishing needs them).
 
     Every issue of a theme carries the same stylesheet, yet premailer re-serialises each rule
     with cssutils on every call: half the time of a rebuild. Both methods depend only on their
     arguments and the fixed options above, and transform() does not mutate their results.
     """
+    from premailer import Premailer
 
-    def _parse_style_rules(self, css_body: str, ruleset_index: int) -> Any:
-        return _style_rules(css_body, ruleset_index)
+    class Inliner(Premailer):  # type: ignore[misc]
+        def _parse_style_rules(self, css_body: str, ruleset_index: int) -> Any:
+            return _style_rules(css_body, ruleset_index)
 
-    def _css_rules_to_string(self, rules: Any) -> str:
-        return _leftover_css(tuple(rules))
+        def _css_rules_to_string(self, rules: Any) -> str:
+            return _leftover_css(tuple(rules))
+
+    return Inliner
 
 
 @functools.lru_cache(maxsize=16)
 def _style_rules(css_body: str, ruleset_index: int) -> Any:
-    return Premailer._parse_style_rules(_Inliner(**_PREMAILER_OPTIONS), css_body, ruleset_index)
+    from premailer import Premailer
+
+    inliner = _inliner_class()(**_PREMAILER_OPTIONS)
+    return Premailer._parse_style_rules(inliner, css_body, ruleset_index)
 
 
 @functools.lru_cache(maxsize=16)
 def _leftover_css(rules: tuple[Any, ...]) -> str:
     # Keyed by the rule objects _style_rules hands out, so a cache hit there is one here.
-    result: str = Premailer._css_rules_to_string(_Inliner(**_PREMAILER_OPTIONS), list(rules))
+    from premailer import Premailer
+
+    inliner = _inliner_class()(**_PREMAILER_OPTIONS)
+    result: str = Premailer._css_rules_to_string(inliner, list(rules))
     return result
 
 
 def _inline_css(html: str) -> str:
     """Move every style rule that can be inlined into style attributes; keep @media rules
     (with !important) and pseudo-classes in <style>."""
-    inliner = _Inliner(**_PREMAILER_OPTIONS)
+    inliner = _inliner_class()(**_PREMAILER_OPTIONS)
     try:
         out: str = inliner.transform(html, pretty_print=False)
     except Exception as exc:  # premailer raises plain exceptions from cssutils and lxml

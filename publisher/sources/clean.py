@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 
@@ -43,10 +45,11 @@ def normalize_text(text: str) -> str:
     return strip_xml_forbidden(unicodedata.normalize("NFC", text))
 
 
-def sanitize_html(fragment: str) -> str:
+def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """Keep structure and links; drop scripts, styles, event handlers and unsafe URLs.
 
-    An <h1> becomes an <h2>: the article title is the page's only <h1>.
+    An <h1> becomes an <h2>: the article title is the page's only <h1>. With `base_url`,
+    relative links and image sources are made absolute against it in the same pass.
     """
     cleaned = nh3.clean(
         strip_xml_forbidden(fragment),
@@ -55,8 +58,24 @@ def sanitize_html(fragment: str) -> str:
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes=_URL_SCHEMES,
         link_rel="noopener noreferrer",
+        attribute_filter=_url_resolver(base_url) if base_url else None,
     )
     return cleaned.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+
+
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+
+
+def _url_resolver(base_url: str) -> Callable[[str, str, str], str | None]:
+    def resolve(_tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES or value.startswith(("https://", "http://")):
+            return value
+        absolute = urljoin(base_url, value.strip())
+        # nh3 checked the scheme of what was written; check again what joining made of it.
+        scheme = urlsplit(absolute).scheme.lower()
+        return absolute if scheme in _URL_SCHEMES else None
+
+    return resolve
 
 
 def html_to_text(fragment: str) -> str:

@@ -94,6 +94,9 @@ def test_entries_are_stored_as_articles_crediting_feed_and_author(harbour_site: 
     assert ferry.collected_at == NOW
     assert ferry.tags == ("ferry", "timetable")
     assert "<b>21:40</b>" in ferry.content_html
+    assert ferry.summary == "The last evening ferry leaves earlier from December."
+    lighthouse = articles["Lighthouse open day"]
+    assert lighthouse.summary == "Climb the 120 steps on Sunday."  # from its only text
     # An entry without a date is dated when it was first seen.
     assert articles["Quay works finished"].date == NOW
 

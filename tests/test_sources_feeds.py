@@ -25,7 +25,7 @@ from publisher import __version__
 from publisher.errors import SourceError
 from publisher.settings import SourcesSettings
 from publisher.sources.feed_parse import parse_feed, parse_json_feed
-from publisher.sources.feeds import FeedRequest, FeedResult, poll_feeds
+from publisher.sources.feeds import POOL_MIN_FEEDS, FeedRequest, FeedResult, poll_feeds
 from tests.conftest import FEEDS_DATA, feed_requests, serve_feed
 
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -534,8 +534,10 @@ def test_many_feeds_parse_in_worker_processes_the_same_as_in_this_one(
     names = ["rss2.xml", "atom.xml", "latin1.xml", "feed.json"]
     for name in names:
         serve_feed(feed_server, f"/{name}", data(name), "application/xml")
-    urls = {name: feed_server.url_for(f"/{name}") for name in names}
-    requests = [FeedRequest(url, name, url) for name, url in urls.items()]
+    # Enough feeds for publisher to start worker processes (POOL_MIN_FEEDS).
+    copies = range(POOL_MIN_FEEDS // len(names))
+    urls = {f"{n}-{name}": feed_server.url_for(f"/{name}") for n in copies for name in names}
+    requests = [FeedRequest(f"{url}?{key}", key, url) for key, url in urls.items()]
 
     def documents(processes: int) -> dict[str, Any]:
         sources = SourcesSettings(parse_processes=processes)

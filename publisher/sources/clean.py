@@ -67,15 +67,31 @@ _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 
 
 def _url_resolver(base_url: str) -> Callable[[str, str, str], str | None]:
+    base = urlsplit(base_url)
+    # Joining onto an http(s) base keeps its scheme, so only a value naming a scheme of
+    # its own needs checking; any other base is checked every time.
+    web_base = base.scheme in ("http", "https") and bool(base.netloc)
+    origin = f"{base.scheme}://{base.netloc}"
+
     def resolve(_tag: str, attribute: str, value: str) -> str | None:
         if attribute not in _URL_ATTRIBUTES or value.startswith(("https://", "http://")):
             return value
-        absolute = urljoin(base_url, value.strip())
+        value = value.strip()
+        if web_base and ":" not in value:
+            # Feeds link root-relative paths most often; urljoin is slow for the obvious case.
+            if value.startswith("/") and not value.startswith("//") and _PLAIN_PATH(value):
+                return origin + value
+            return urljoin(base_url, value)
+        absolute = urljoin(base_url, value)
         # nh3 checked the scheme of what was written; check again what joining made of it.
-        scheme = urlsplit(absolute).scheme.lower()
-        return absolute if scheme in _URL_SCHEMES else None
+        return absolute if urlsplit(absolute).scheme.lower() in _URL_SCHEMES else None
 
     return resolve
+
+
+# A path urljoin would leave as it is: no dot segments, backslashes, stray white space,
+# or an empty query or fragment (which urljoin drops).
+_PLAIN_PATH = re.compile(r"^(?!.*(?:/\.|\\|[\t\n\r ]|\?(?:#|$)|#$))").match
 
 
 def html_to_text(fragment: str) -> str:

@@ -432,9 +432,11 @@ def _entry(
         moment = published or updated
         seed = f"{title}\n{moment.isoformat() if moment else ''}"
         identity = "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
-    fingerprint = hashlib.sha256(
-        json.dumps(upstream, ensure_ascii=False, default=str).encode()
-    ).hexdigest()
+    digest = hashlib.sha256()
+    for part in upstream:
+        written = "\x1e".join(map(str, part)) if isinstance(part, list) else str(part)
+        digest.update(written.encode("utf-8", "surrogatepass") + b"\x1f")
+    fingerprint = digest.hexdigest()
     return FeedEntry(
         identity=identity,
         link=link,

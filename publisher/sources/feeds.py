@@ -7,6 +7,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import (
@@ -40,8 +41,8 @@ ACCEPT = (
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = timedelta(days=7)  # a server asking for longer is probably wrong
 PERMANENT_REDIRECTS = (301, 308)
-# Below this many feeds a process pool costs more to start than it saves.
-POOL_MIN_FEEDS = 4
+# Below this many feeds to poll, starting worker processes costs more than it saves.
+POOL_MIN_FEEDS = 16
 
 FetchStatus = Literal["fetched", "not_modified", "gone", "failed"]
 
@@ -94,9 +95,7 @@ def poll_feeds(
     """
     if not requests:
         return
-    processes = _parse_processes(settings.parse_processes, len(requests))
-    # The parse pool starts before any thread does: forking a process with threads is unsafe.
-    pool = _start_pool(processes) if processes > 1 else None
+    pool = _ParsePool(_parse_processes(settings.parse_processes, len(requests)))
     client = httpx.Client(
         headers={"User-Agent": agent, "Accept": ACCEPT},
         timeout=httpx.Timeout(
@@ -133,8 +132,7 @@ def poll_feeds(
     finally:
         threads.shutdown(wait=True, cancel_futures=True)
         client.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
 
 
 def _parse_processes(wanted: int, feeds: int) -> int:
@@ -143,20 +141,47 @@ def _parse_processes(wanted: int, feeds: int) -> int:
     return min(wanted, feeds) if feeds >= POOL_MIN_FEEDS else 1
 
 
-def _start_pool(processes: int) -> ProcessPoolExecutor:
-    # forkserver: workers start from a small interpreter that imported only the parser,
-    # not from this process with its database and HTTP state.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["publisher.sources.feed_parse"])
-    pool = ProcessPoolExecutor(processes, mp_context=context)
-    for future in [pool.submit(int) for _ in range(processes)]:
-        future.result()  # start them all now, before the fetching threads
-    return pool
+class _ParsePool:
+    """Parses in worker processes, started when the first body comes.
+
+    A poll where every feed answers 304 starts no process at all.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self.lock = threading.Lock()
+        self.executor: ProcessPoolExecutor | None = None
+        self.broken = False
+
+    def parse(self, body: bytes, base_url: str, content_type: str | None) -> ParsedFeed:
+        executor = self._executor()
+        if executor is not None:
+            try:
+                return executor.submit(parse_feed, body, base_url, content_type).result()
+            except BrokenProcessPool:
+                log.warning("the feed parsing processes died; parsing in this process instead")
+                self.broken = True
+        return parse_feed(body, base_url, content_type)
+
+    def _executor(self) -> ProcessPoolExecutor | None:
+        with self.lock:
+            if self.processes > 1 and self.executor is None and not self.broken:
+                # forkserver: workers fork from a small, single-threaded interpreter that
+                # imported only the parser, not from this process with its threads,
+                # database and HTTP state.
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["publisher.sources.feed_parse"])
+                self.executor = ProcessPoolExecutor(self.processes, mp_context=context)
+            return None if self.broken else self.executor
+
+    def shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _poll_one(
     client: httpx.Client,
-    pool: ProcessPoolExecutor | None,
+    pool: _ParsePool,
     request: FeedRequest,
     settings: SourcesSettings,
     now: datetime,
@@ -169,7 +194,7 @@ def _poll_one(
         if result.body_hash == request.body_hash:
             # A server without conditional GET sent the very body we parsed last time.
             return replace(result, status="not_modified")
-        return replace(result, document=_parse(pool, body, base_url, content_type))
+        return replace(result, document=pool.parse(body, base_url, content_type))
     except SourceError as exc:
         return FeedResult(request, "failed", error=exc.message, hint=exc.hint)
     except Exception as exc:  # a bug must not stop the other feeds
@@ -180,17 +205,6 @@ def _poll_one(
             error=f"unexpected {type(exc).__name__}: {exc}",
             hint="please report it with this line",
         )
-
-
-def _parse(
-    pool: ProcessPoolExecutor | None, body: bytes, base_url: str, content_type: str | None
-) -> ParsedFeed:
-    if pool is not None:
-        try:
-            return pool.submit(parse_feed, body, base_url, content_type).result()
-        except BrokenProcessPool:
-            log.warning("the feed parsing processes died; parsing in this process instead")
-    return parse_feed(body, base_url, content_type)
 
 
 def _fetch(

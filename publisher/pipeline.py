@@ -210,6 +210,7 @@ def _collect_feeds(
         else:
             store.save_feed_poll(state)
         tally.count(result)
+        log.info("feed %r: %s", source.name, _outcome(result))
         problems.extend(_feed_problems(result, state))
         if progress is not None:
             progress(done, len(requests))
@@ -326,7 +327,8 @@ def _store_feed_entries(
             author=entry.author,
             publication=source.name,
             updated=updated,
-            url=entry.link,
+            # The original link is the permalink; an entry without one points at its site.
+            url=entry.link or document.link or source.url,
             tags=entry.tags,
         )
         writes.append(
@@ -334,6 +336,14 @@ def _store_feed_entries(
         )
     store.save_feed_poll(state, writes, rekeys)
     return taken
+
+
+def _outcome(result: FeedResult) -> str:
+    if result.document is not None:
+        return f"{len(result.document.entries)} entries read"
+    if result.status == "not_modified":
+        return "not modified" + (" (304)" if result.http_status == 304 else " (same body)")
+    return result.error or result.status
 
 
 def _key(value: str) -> str:

@@ -97,8 +97,10 @@ def test_entries_are_stored_as_articles_crediting_feed_and_author(harbour_site: 
     assert ferry.summary == "The last evening ferry leaves earlier from December."
     lighthouse = articles["Lighthouse open day"]
     assert lighthouse.summary == "Climb the 120 steps on Sunday."  # from its only text
-    # An entry without a date is dated when it was first seen.
+    # An entry without a date is dated when it was first seen; without a link, it points
+    # at the feed's site.
     assert articles["Quay works finished"].date == NOW
+    assert articles["Quay works finished"].url == "https://harbour.example.org/"
 
 
 def test_a_304_leaves_every_stored_row_untouched(

@@ -56,6 +56,7 @@ class ParsedFeed:
     title: str | None
     entries: tuple[FeedEntry, ...]
     warnings: tuple[str, ...] = ()
+    link: str | None = None  # the site the feed belongs to (absolute http(s))
 
 
 def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
@@ -129,7 +130,7 @@ def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFe
         if entry is not None:
             entries.append(entry)
     title = _plain(feed.get("title_detail"), feed.get("title"))
-    return _finish(version, title or None, entries, warnings)
+    return _finish(version, title or None, entries, warnings, _http_url(feed.get("link")))
 
 
 _NOT_A_FEED_HINT = "check the feed's url in settings.toml; it must serve RSS, Atom or JSON Feed"
@@ -278,7 +279,12 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         if entry is not None:
             entries.append(entry)
     title = _WHITESPACE.sub(" ", normalize_text(_string(doc.get("title")))).strip()
-    return _finish("json1", title or None, entries, warnings)
+    home = (
+        _http_url(urljoin(url, _string(doc.get("home_page_url"))))
+        if doc.get("home_page_url")
+        else None
+    )
+    return _finish("json1", title or None, entries, warnings, home)
 
 
 def _json_entry(
@@ -453,7 +459,11 @@ def _entry(
 
 
 def _finish(
-    fmt: str, title: str | None, entries: list[FeedEntry], warnings: list[str]
+    fmt: str,
+    title: str | None,
+    entries: list[FeedEntry],
+    warnings: list[str],
+    link: str | None,
 ) -> ParsedFeed:
     # An id repeated within one document is one entry: keep the first, as readers do.
     seen: set[str] = set()
@@ -466,4 +476,4 @@ def _finish(
         warnings.append(
             f"{len(entries) - len(kept)} entries repeat an earlier entry's id; kept the first"
         )
-    return ParsedFeed(fmt, title, tuple(kept), tuple(warnings))
+    return ParsedFeed(fmt, title, tuple(kept), tuple(warnings), link)

@@ -278,8 +278,9 @@ def run_side(side: str, port: int, feeds: int) -> dict[str, float]:
         )
         child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         rss_peak = pss_peak = 0.0
+        cpu: dict[int, float] = {}  # pid -> CPU seconds last seen
         while child.poll() is None:
-            rss, pss = tree_memory_mb(child.pid)
+            rss, pss = tree_memory_mb(child.pid, cpu)
             rss_peak, pss_peak = max(rss_peak, rss), max(pss_peak, pss)
             time.sleep(0.02)
         out = child.stdout.read() if child.stdout else ""
@@ -288,26 +289,34 @@ def run_side(side: str, port: int, feeds: int) -> dict[str, float]:
         result = dict(json.loads(out.strip().splitlines()[-1]))
         result["tree_rss_mb"] = max(rss_peak, result["rss_mb"])
         result["tree_pss_mb"] = pss_peak
+        result["tree_cpu_s"] = sum(cpu.values())
         return result
 
 
-def tree_memory_mb(root: int) -> tuple[float, float]:
+def tree_memory_mb(root: int, cpu: dict[int, float]) -> tuple[float, float]:
     """RSS and PSS summed over a process and its descendants (parse workers too), in MB.
 
-    RSS counts pages shared between processes once per process; PSS splits them.
+    RSS counts pages shared between processes once per process; PSS splits them. Each
+    process's CPU seconds so far are noted in `cpu`.
     """
     parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        parents[int(stat.parent.name)] = int(fields[1])
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
     tree, grew = {root}, True
     while grew:
         more = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
+    hertz = os.sysconf("SC_CLK_TCK")
+    for pid in tree:
+        cpu[pid] = max(cpu.get(pid, 0.0), ticks.get(pid, 0) / hertz)
     rss = pss = 0
     for pid in tree:
         try:
@@ -379,6 +388,8 @@ def print_table(ours: dict[str, float], theirs: dict[str, float], entries: int) 
          "incl. parse workers"),
         ("peak PSS, all processes, MB", ours["tree_pss_mb"], theirs["tree_pss_mb"],
          "shared pages split"),
+        ("CPU time, all processes, s", ours["tree_cpu_s"], theirs["tree_cpu_s"],
+         "both polls and start-up"),
         ("entries stored", ours["stored"], theirs["stored"], f"both {entries}"),
     ]  # fmt: skip
     print(f"{'':30} {'publisher':>10} {'reader':>10} {'ratio':>7}  target")

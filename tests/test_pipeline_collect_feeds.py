@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
@@ -16,7 +15,7 @@ from publisher.cli import cli
 from publisher.errors import ConfigError
 from publisher.model import Article, CollectReport, Issue
 from publisher.pipeline import collect
-from publisher.store import HEAD_REVISION, Store, feeds_table
+from publisher.store import Store
 from tests.conftest import FEEDS_DATA, Site, feed_requests, serve_feed
 
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -396,7 +395,7 @@ def test_ill_formed_xml_is_stored_with_a_warning(
     assert str(warning).startswith(f'feed "Market" ({url}): ill-formed XML')
 
 
-# ---------------------------------------------------------------------------- CLI, settings, store
+# ---------------------------------------------------------------------------- CLI and settings
 
 
 def test_the_cli_summary_shows_the_feed_figures(harbour_site: Site) -> None:
@@ -417,6 +416,24 @@ def test_the_cli_summary_shows_the_feed_figures(harbour_site: Site) -> None:
         "0",
         "0",
     ]
+
+
+def test_the_cli_prints_a_failing_feed_on_one_line_and_exits_1(
+    make_site: Callable[..., Site], feed_server: HTTPServer
+) -> None:
+    feed_server.expect_request("/feed.xml").respond_with_data("missing", status=404)
+    url = feed_server.url_for("/feed.xml")
+    site = make_site(extra=feed_settings({"url": url, "name": "Lost"}))
+
+    result = CliRunner().invoke(
+        cli, ["--settings", str(site.settings_path), "collect", "--now", NOW.isoformat()]
+    )
+
+    assert result.exit_code == 1
+    assert (
+        f'error: feed "Lost" ({url}): HTTP 404 Not Found; check the feed\'s url in '
+        "settings.toml; next try after 2026-11-24 06:15 UTC"
+    ) in result.output.replace("\n", "")
 
 
 def test_unknown_feed_keys_and_bad_urls_are_all_reported_by_name(
@@ -449,18 +466,3 @@ def test_repeated_feed_urls_are_refused(make_site: Callable[..., Site]) -> None:
         site.settings()
 
     assert "https://a.example/feed is listed twice" in str(caught.value)
-
-
-def test_migration_0003_adds_feed_state_to_a_store_with_articles(site: Site) -> None:
-    site.write("note.md", "# A note\n\nSome text.\n")
-    run(site)
-    url = site.settings().database_url
-    with Store.open(url) as store:
-        store.downgrade("0002")
-        assert not sa.inspect(store.engine).has_table("feeds")
-        store.migrate()
-        assert store.revision() == HEAD_REVISION == "0003"
-        assert sa.inspect(store.engine).has_table(feeds_table.name)
-        assert [a.title for a in store.iter_articles()] == ["A note"]
-        columns = {c["name"] for c in sa.inspect(store.engine).get_columns("articles")}
-        assert {"feed_entry_key", "feed_link_key"} <= columns

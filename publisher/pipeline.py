@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from slugify import slugify
 
@@ -184,6 +186,7 @@ def _collect_feeds(
     configured = {source.url: source for source in sources.feeds}
     problems: list[Problem] = []
     requests = []
+    not_due = 0
     for source in sources.feeds:
         state = states.get(source.url)
         if state is not None and state.gone:
@@ -197,23 +200,26 @@ def _collect_feeds(
             )
         elif is_due(state, source, sources, now):
             requests.append(request_for(state, source))
-    tally = _FeedTally(not_due=len(sources.feeds) - len(requests))
+        else:
+            not_due += 1
+    tally = _FeedTally(not_due)
     taken: set[str] | None = None  # slugs in use, loaded on the first new article only
     results = poll_feeds(requests, sources, agent=user_agent(settings.site.url), now=now)
-    for done, result in enumerate(results, start=1):
-        source = configured[result.request.url]
-        state = state_after(states.get(source.url), source, result, sources, now)
-        if result.document is not None:
-            taken = _store_feed_entries(
-                store, source, sources, result.document, state, now, taken, tally
-            )
-        else:
-            store.save_feed_poll(state)
-        tally.count(result)
-        log.info("feed %r: %s", source.name, _outcome(result))
-        problems.extend(_feed_problems(result, state))
-        if progress is not None:
-            progress(done, len(requests))
+    with closing(results):  # a store error stops the polling threads and processes too
+        for done, result in enumerate(results, start=1):
+            source = configured[result.request.url]
+            state = state_after(states.get(source.url), source, result, sources, now)
+            if result.document is not None:
+                taken = _store_feed_entries(
+                    store, source, sources, result.document, state, now, taken, tally
+                )
+            else:
+                store.save_feed_poll(state)
+            tally.count(result)
+            log.info("feed %r: %s", source.name, _outcome(result))
+            problems.extend(_feed_problems(result, state))
+            if progress is not None:
+                progress(done, len(requests))
     return replace(
         report,
         problems=report.problems + tuple(problems),
@@ -373,6 +379,10 @@ def _feed_problems(result: FeedResult, state: FeedState) -> list[Problem]:
 
 
 def _feed_where(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:  # a feed URL may carry a login; reports never show the password
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
     return f'feed "{name}" ({url})'
 
 

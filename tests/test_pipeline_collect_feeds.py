@@ -298,7 +298,7 @@ def test_410_disables_the_feed_and_says_so_on_every_run(
         f'feed "Old blog" ({url}): HTTP 410 Gone: the feed was removed for good; publisher '
         "stops polling it; remove it from settings.toml (a new url there is polled afresh)"
     )
-    assert later.feeds_polled == 0
+    assert (later.feeds_polled, later.feeds_not_due) == (0, 0)
     (reminder,) = later.problems
     assert reminder.severity == "warning"
     assert "answered 410 Gone on 2026-11-24 06:00 UTC" in reminder.message
@@ -328,6 +328,22 @@ def test_a_failing_feed_is_one_report_line_and_the_others_are_stored(
         "passes: publisher tries again later with growing pauses; next try after "
         "2026-11-24 06:15 UTC"
     )
+
+
+def test_a_password_in_a_feed_url_never_shows_in_the_report(
+    make_site: Callable[..., Site], feed_server: HTTPServer
+) -> None:
+    feed_server.expect_request("/private.xml").respond_with_data("no", status=403)
+    url = feed_server.url_for("/private.xml").replace("://", "://reader:s3cret@")
+    site = make_site(extra=feed_settings({"url": url, "name": "Private"}))
+
+    report = run(site)
+
+    (line,) = report.problems
+    assert "s3cret" not in str(line)
+    assert str(line).startswith('feed "Private" (http://reader:***@127.0.0.1:')
+    (request,) = feed_requests(feed_server, "/private.xml")
+    assert request.authorization is not None and request.authorization.password == "s3cret"
 
 
 def test_a_failing_feed_backs_off_more_with_each_failure_then_recovers(

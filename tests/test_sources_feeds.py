@@ -151,6 +151,16 @@ def test_only_the_permanent_hops_before_a_temporary_one_move_the_feed(
     assert result.moved_to == feed_server.url_for("/b.xml")
 
 
+def test_a_redirect_without_a_location_is_a_failure(feed_server: HTTPServer) -> None:
+    feed_server.expect_request("/feed.xml").respond_with_data("moved", status=301)
+
+    result = poll(feed_server, "/feed.xml")
+
+    assert result.status == "failed"
+    assert result.error == "HTTP 301 Moved Permanently"
+    assert result.moved_to is None
+
+
 # ---------------------------------------------------------------------------- HTTP failures
 
 

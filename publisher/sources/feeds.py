@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -87,7 +87,7 @@ def poll_feeds(
     *,
     agent: str,
     now: datetime,
-) -> Iterator[FeedResult]:
+) -> Generator[FeedResult, None, None]:
     """Fetch and parse `requests` concurrently; yield each result as soon as it is ready.
 
     At most `settings.concurrency` feeds are in flight or waiting to be consumed, so a
@@ -234,7 +234,8 @@ def _fetch(
                     etag=result.etag or request.etag,
                     last_modified=result.last_modified or request.last_modified,
                 )
-            if status >= 400 or status < 200 or status in (204, 205):
+            # 3xx here is a redirect httpx could not follow (no Location, say); 204/205 are empty.
+            if status >= 300 or status < 200 or status in (204, 205):
                 return _status_failure(result, response, now)
             body = _read_limited(response, settings, deadline)
             content_type = response.headers.get("content-type")

@@ -118,18 +118,21 @@ def cli(ctx: click.Context, settings_path: Path, verbose: int, debug: bool) -> N
 @now_option
 @click.pass_obj
 def collect(obj: Context, now: datetime) -> None:
-    """Read new and changed article files into the store.
+    """Read new and changed article files, then the upstream feeds that are due.
 
     Files in the articles folder (.txt, .md, .html) are read only when their size
-    or modification time changed, then only when their content changed. A broken
-    file is reported on one line and the rest go on; the exit status is 1 if any
-    file failed.
+    or modification time changed, then only when their content changed. Feeds
+    listed under [[sources.feeds]] are polled with conditional GET, at most every
+    min_interval_minutes. A broken file or feed is reported on one line and the
+    rest go on; the exit status is 1 if any file or feed failed.
     """
     settings = obj.settings()
     with _progress(obj.err, "Collecting") as progress:
         report = _run(obj, lambda: collect_articles(settings, now, progress))
     _print_problems(obj.err, report.problems)
     _print_collect_table(obj.out, report, settings)
+    if settings.sources.feeds:
+        _print_feeds_table(obj.out, report)
     if report.failed:
         sys.exit(1)
 
@@ -285,6 +288,25 @@ def _print_collect_table(console: Console, report: CollectReport, settings: Sett
         str(len(report.source_missing)),
         f"[red]{report.failed}[/]" if report.failed else "0",
     )
+    console.print(table)
+
+
+def _print_feeds_table(console: Console, report: CollectReport) -> None:
+    table = Table(title="Collected from upstream feeds", title_justify="left")
+    columns = ("polled", "not modified", "failed", "waiting", "new", "updated", "unchanged")
+    for column in (*columns, "skipped"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(report.feeds_polled),
+        str(report.feeds_not_modified),
+        f"[red]{report.feeds_failed}[/]" if report.feeds_failed else "0",
+        str(report.feeds_not_due),
+        str(report.feed_new),
+        str(report.feed_updated),
+        str(report.feed_unchanged),
+        str(report.feed_skipped),
+    )
+    table.caption = "waiting: not due yet (min interval, backoff or Retry-After); skipped: filtered"
     console.print(table)
 
 

@@ -148,10 +148,42 @@ class CollectReport:
     unchanged: int = 0
     source_missing: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = field(default=())
+    # Upstream feeds: how many were polled, answered 304 (or the same body), failed, waited.
+    feeds_polled: int = 0
+    feeds_not_modified: int = 0
+    feeds_failed: int = 0
+    feeds_not_due: int = 0
+    # Their entries: stored as new articles, edited in place, seen again, or left out by filters.
+    feed_new: int = 0
+    feed_updated: int = 0
+    feed_unchanged: int = 0
+    feed_skipped: int = 0
 
     @property
     def failed(self) -> int:
         return sum(1 for p in self.problems if p.severity == "error")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store remembers of one configured upstream feed between polls."""
+
+    url: str  # as configured in settings.toml: the feed's key
+    name: str
+    current_url: str | None = None  # where a permanent redirect (301/308) moved it
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None  # of the last body parsed: an identical body is not parsed again
+    last_polled: datetime | None = None  # aware, UTC
+    last_success: datetime | None = None  # aware, UTC
+    failures: int = 0  # consecutive
+    next_attempt: datetime | None = None  # backoff or Retry-After; None: min interval only
+    gone: bool = False  # answered 410 Gone: no longer polled
+    last_error: str | None = None
+
+    @property
+    def fetch_url(self) -> str:
+        return self.current_url or self.url
 
 
 def article_id(source_kind: SourceKind, key: str) -> str:

@@ -9,7 +9,7 @@ import zoneinfo
 from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -135,6 +135,67 @@ class DeliverySettings(_Section):
         return value
 
 
+# ---------------------------------------------------------------------------- upstream feeds
+
+
+class FeedSource(_Section):
+    """One `[[sources.feeds]]` entry: an upstream RSS, Atom or JSON feed to collect from."""
+
+    url: Annotated[str, Field(max_length=2000)]
+    # Credited as the publication of every article from this feed, and named in reports.
+    name: Annotated[str, Field(min_length=1)]
+    # Keep only entries mentioning one of these words or phrases (title, tags or text).
+    include: tuple[str, ...] = ()
+    # Drop entries mentioning any of these.
+    exclude: tuple[str, ...] = ()
+    # Override [sources] max_age_days / min_interval_minutes for this feed.
+    max_age_days: Annotated[int, Field(ge=0)] | None = None
+    min_interval_minutes: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _feed_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "must be an absolute http(s) URL such as 'https://example.org/feed.xml'"
+            )
+        return value.strip()
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        words = tuple(word.strip() for word in value)
+        if any(not word for word in words):
+            raise ValueError("keywords must not be empty")
+        return words
+
+
+class SourcesSettings(_Section):
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    read_timeout: Annotated[float, Field(gt=0)] = 30.0
+    # Whole-response deadline: a server trickling bytes cannot hold a poll forever.
+    total_timeout: Annotated[float, Field(gt=0)] = 120.0
+    max_bytes: Annotated[int, Field(gt=0)] = 10_000_000
+    min_interval_minutes: Annotated[int, Field(ge=0)] = 30
+    max_age_days: Annotated[int, Field(ge=0)] = 30  # 0: no limit
+    backoff_minutes: Annotated[int, Field(gt=0)] = 15
+    backoff_max_hours: Annotated[int, Field(gt=0)] = 24
+    parse_processes: Annotated[int, Field(ge=0, le=64)] = 0  # 0: one per CPU core
+    feeds: tuple[FeedSource, ...] = ()
+
+    @field_validator("feeds")
+    @classmethod
+    def _distinct_urls(cls, value: tuple[FeedSource, ...]) -> tuple[FeedSource, ...]:
+        seen: set[str] = set()
+        for feed in value:
+            if feed.url in seen:
+                raise ValueError(f"{feed.url} is listed twice; keep one [[sources.feeds]] entry")
+            seen.add(feed.url)
+        return value
+
+
 class Settings(_Section):
     site: SiteSettings
     articles: ArticlesSettings = ArticlesSettings()
@@ -144,6 +205,7 @@ class Settings(_Section):
     feeds: FeedsSettings = FeedsSettings()
     smtp: SmtpSettings = SmtpSettings()
     delivery: DeliverySettings = DeliverySettings()
+    sources: SourcesSettings = SourcesSettings()
     # Relative paths in the file are relative to the folder the file is in.
     base_dir: Path = Path()
     source_file: Path = Path("settings.toml")
@@ -250,9 +312,13 @@ def _describe(err: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         parent: type[BaseModel] = Settings
         for part in loc[:-1]:
-            annotation = parent.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                parent = annotation
+            info = parent.model_fields.get(part)
+            # A list of tables ([[sources.feeds]]) names its item model in the annotation's args.
+            annotation = info.annotation if info else None
+            for candidate in (annotation, *get_args(annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    parent = candidate
+                    break
         return f"{key}: unknown key; allowed: {_allowed(parent)}"
     if kind == "missing":
         return f"{key}: required, but missing"

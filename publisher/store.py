@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from publisher.model import (
     AttemptResult,
     DeliveryStatus,
     FailedDelivery,
+    FeedState,
     Issue,
     OutboxItem,
     SourceKind,
@@ -58,6 +59,10 @@ articles_table = sa.Table(
     sa.Column("source_mtime_ns", sa.BigInteger),
     sa.Column("content_hash", sa.String(64)),
     sa.Column("source_missing", sa.Boolean, nullable=False),
+    # Upstream entries (migration 0003): hashes of the entry's identity and of its link,
+    # so a feed that rewrites its ids but keeps its links is recognised.
+    sa.Column("feed_entry_key", sa.String(64), index=True),
+    sa.Column("feed_link_key", sa.String(64), index=True),
 )
 issues_table = sa.Table(
     "issues",
@@ -157,6 +162,24 @@ _RESET_BOUNCES = (
 )
 
 
+feeds_table = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("url", sa.String(2000), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("current_url", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("body_hash", sa.String(64)),
+    sa.Column("last_polled", sa.DateTime),
+    sa.Column("last_success", sa.DateTime),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("next_attempt", sa.DateTime),
+    sa.Column("gone", sa.Boolean, nullable=False),
+    sa.Column("last_error", sa.Text),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     """What the store remembers of an article file, to skip unchanged files cheaply."""
@@ -169,6 +192,30 @@ class FileState:
     missing: bool
     date: datetime
     collected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFeedEntry:
+    """What the store remembers of an article collected from an upstream feed entry."""
+
+    article_id: str
+    slug: str
+    entry_key: str | None
+    link_key: str | None
+    content_hash: str | None
+    date: datetime
+    collected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedArticleWrite:
+    """One article to insert (`new`) or update in place, with its upstream keys."""
+
+    article: Article
+    entry_key: str
+    link_key: str | None
+    content_hash: str
+    new: bool
 
 
 P = ParamSpec("P")
@@ -966,6 +1013,108 @@ class Store:
         finally:
             os.close(fd)
 
+    # ------------------------------------------------------------------ upstream feeds
+
+    @_wrap_errors
+    def feed_states(self) -> dict[str, FeedState]:
+        """Configured feed URL -> its fetch state."""
+        with self.engine.connect() as conn:
+            return {
+                row.url: _feed_state_from_row(row) for row in conn.execute(sa.select(feeds_table))
+            }
+
+    @_wrap_errors
+    def feed_entries(
+        self, feed_url: str, entry_keys: Collection[str], link_keys: Collection[str]
+    ) -> list[StoredFeedEntry]:
+        """Articles from this feed stored under any of these entry or link keys."""
+        t = articles_table
+        matches = []
+        if entry_keys:
+            matches.append(t.c.feed_entry_key.in_(list(entry_keys)))
+        if link_keys:
+            matches.append(t.c.feed_link_key.in_(list(link_keys)))
+        if not matches:
+            return []
+        query = sa.select(
+            t.c.id,
+            t.c.slug,
+            t.c.feed_entry_key,
+            t.c.feed_link_key,
+            t.c.content_hash,
+            t.c.date,
+            t.c.collected_at,
+        ).where(t.c.source_kind == "feed", t.c.source == feed_url, sa.or_(*matches))
+        with self.engine.connect() as conn:
+            return [
+                StoredFeedEntry(
+                    article_id=row.id,
+                    slug=row.slug,
+                    entry_key=row.feed_entry_key,
+                    link_key=row.feed_link_key,
+                    content_hash=row.content_hash,
+                    date=row.date.replace(tzinfo=UTC),
+                    collected_at=row.collected_at.replace(tzinfo=UTC),
+                )
+                for row in conn.execute(query)
+            ]
+
+    @_wrap_errors
+    def save_feed_poll(
+        self,
+        state: FeedState,
+        writes: Sequence[FeedArticleWrite] = (),
+        rekeys: Sequence[tuple[str, str, str | None]] = (),
+    ) -> None:
+        """Store one poll in one transaction: its articles, re-keyed entries and fetch state.
+
+        `rekeys` are (article id, entry key, link key) of unchanged entries whose id or link
+        changed upstream. An update keeps the stored slug and collected_at.
+        """
+        t = articles_table
+        with self.engine.begin() as conn:
+            inserts = [_feed_article_values(w) for w in writes if w.new]
+            if inserts:
+                conn.execute(t.insert(), inserts)
+            for write in writes:
+                if not write.new:
+                    values = _feed_article_values(write)
+                    for kept in ("id", "slug", "collected_at"):
+                        values.pop(kept)
+                    conn.execute(t.update().where(t.c.id == write.article.id).values(values))
+            for article_id_, entry_key, link_key in rekeys:
+                conn.execute(
+                    t.update()
+                    .where(t.c.id == article_id_)
+                    .values(feed_entry_key=entry_key, feed_link_key=link_key)
+                )
+            values = _feed_state_values(state)
+            f = feeds_table
+            exists = conn.execute(sa.select(f.c.url).where(f.c.url == state.url)).first()
+            if exists is None:
+                conn.execute(f.insert().values(values))
+            else:
+                conn.execute(f.update().where(f.c.url == state.url).values(values))
+
+    @_wrap_errors
+    def rename_feed(self, old_url: str, new_url: str) -> None:
+        """The editor put a moved feed's new address in the settings: keep its state and articles.
+
+        Article ids stay as stored, so published permalinks and issue records are untouched.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                feeds_table.update()
+                .where(feeds_table.c.url == old_url)
+                .values(url=new_url, current_url=None)
+            )
+            t = articles_table
+            conn.execute(
+                t.update()
+                .where(t.c.source_kind == "feed", t.c.source == old_url)
+                .values(source=new_url)
+            )
+
 
 def _subscriber_from_row(row: sa.Row[Any]) -> Subscriber:
     m = row._mapping
@@ -991,3 +1140,47 @@ def _item_from_row(row: sa.Row[Any]) -> OutboxItem:
         subscriber_status=row.status,
         attempts=int(row.attempts),
     )
+
+
+def _feed_article_values(write: FeedArticleWrite) -> dict[str, Any]:
+    values = _article_values(write.article)
+    values.update(
+        feed_entry_key=write.entry_key,
+        feed_link_key=write.link_key,
+        content_hash=write.content_hash,
+    )
+    return values
+
+
+def _feed_state_from_row(row: sa.Row[Any]) -> FeedState:
+    return FeedState(
+        url=row.url,
+        name=row.name,
+        current_url=row.current_url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        last_polled=_from_db(row.last_polled),
+        last_success=_from_db(row.last_success),
+        failures=row.failures,
+        next_attempt=_from_db(row.next_attempt),
+        gone=bool(row.gone),
+        last_error=row.last_error,
+    )
+
+
+def _feed_state_values(state: FeedState) -> dict[str, Any]:
+    return {
+        "url": state.url,
+        "name": state.name,
+        "current_url": state.current_url,
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "body_hash": state.body_hash,
+        "last_polled": _to_db(state.last_polled),
+        "last_success": _to_db(state.last_success),
+        "failures": state.failures,
+        "next_attempt": _to_db(state.next_attempt),
+        "gone": state.gone,
+        "last_error": state.last_error,
+    }

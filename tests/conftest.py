@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from publisher.settings import Settings, load_settings
 
@@ -115,7 +118,6 @@ def golden() -> Callable[[str, str | bytes], None]:
 
 # ---------------------------------------------------------------- delivery (issue 5)
 # Imported here, not at the top, so this block merges as one piece.
-from collections.abc import Iterator  # noqa: E402
 
 from tests.smtp_sink import SmtpSink  # noqa: E402
 
@@ -135,3 +137,60 @@ def token_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setenv("PUBLISHER_TOKEN_KEY", TOKEN_KEY)
     return TOKEN_KEY
+
+
+# ---------------------------------------------------------------------------- upstream feeds
+
+FEEDS_DATA = DATA / "feeds"
+
+
+@pytest.fixture(scope="session")
+def _feed_server_session() -> Iterator[HTTPServer]:
+    # Threaded: a test's slow or sleeping handler must not hold up the other requests.
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def feed_server(_feed_server_session: HTTPServer) -> Iterator[HTTPServer]:
+    """A real HTTP server on loopback for upstream feeds; no handler survives a test."""
+    _feed_server_session.clear()
+    yield _feed_server_session
+    _feed_server_session.clear()
+
+
+def serve_feed(
+    server: HTTPServer,
+    path: str,
+    body: bytes | Callable[[], bytes],
+    content_type: str = "application/rss+xml; charset=utf-8",
+    *,
+    validators: bool = True,
+) -> None:
+    """Serve `body` at `path` the way a well-behaved feed server does.
+
+    With `validators`, it sends an ETag and Last-Modified and answers a matching
+    conditional GET with 304. `body` may be a callable, read on every request, so a test
+    can change the feed between polls.
+    """
+
+    def handler(request: Request) -> Response:
+        data = body() if callable(body) else body
+        headers = {"Content-Type": content_type}
+        if validators:
+            etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+            last_modified = "Sun, 22 Nov 2026 08:00:00 GMT"
+            headers |= {"ETag": etag, "Last-Modified": last_modified}
+            if request.headers.get("If-None-Match") == etag:
+                return Response(status=304, headers={"ETag": etag})
+        return Response(data, status=200, headers=headers)
+
+    server.expect_request(path).respond_with_handler(handler)
+
+
+def feed_requests(server: HTTPServer, path: str) -> list[Request]:
+    """The requests the server got for `path`, oldest first."""
+    return [request for request, _ in server.log if request.path == path]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
+from urllib.parse import urljoin, urlsplit
 
 import nh3
 
@@ -48,10 +50,11 @@ def normalize_text(text: str) -> str:
     return strip_xml_forbidden(unicodedata.normalize("NFC", text))
 
 
-def sanitize_html(fragment: str) -> str:
+def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """Keep structure and links; drop scripts, styles, event handlers and unsafe URLs.
 
-    An <h1> becomes an <h2>: the article title is the page's only <h1>.
+    An <h1> becomes an <h2>: the article title is the page's only <h1>. With `base_url`,
+    relative links and image sources are made absolute against it in the same pass.
     """
     cleaned = nh3.clean(
         strip_xml_forbidden(fragment),
@@ -60,8 +63,40 @@ def sanitize_html(fragment: str) -> str:
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes=_URL_SCHEMES,
         link_rel="noopener noreferrer",
+        attribute_filter=_url_resolver(base_url) if base_url else None,
     )
     return cleaned.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+
+
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+
+
+def _url_resolver(base_url: str) -> Callable[[str, str, str], str | None]:
+    base = urlsplit(base_url)
+    # Joining onto an http(s) base keeps its scheme, so only a value naming a scheme of
+    # its own needs checking; any other base is checked every time.
+    web_base = base.scheme in ("http", "https") and bool(base.netloc)
+    origin = f"{base.scheme}://{base.netloc}"
+
+    def resolve(_tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES or value.startswith(("https://", "http://")):
+            return value
+        value = value.strip()
+        if web_base and ":" not in value:
+            # Feeds link root-relative paths most often; urljoin is slow for the obvious case.
+            if value.startswith("/") and not value.startswith("//") and _PLAIN_PATH(value):
+                return origin + value
+            return urljoin(base_url, value)
+        absolute = urljoin(base_url, value)
+        # nh3 checked the scheme of what was written; check again what joining made of it.
+        return absolute if urlsplit(absolute).scheme.lower() in _URL_SCHEMES else None
+
+    return resolve
+
+
+# A path urljoin would leave as it is: no dot segments, backslashes, stray white space,
+# or an empty query or fragment (which urljoin drops).
+_PLAIN_PATH = re.compile(r"^(?!.*(?:/\.|\\|[\t\n\r ]|\?(?:#|$)|#$))").match
 
 
 def html_to_text(fragment: str) -> str:

@@ -1,4 +1,4 @@
-"""The `publisher` command line: thin commands over pipeline.py, with rich output."""
+"""The `publisher` command line: thin commands over the use cases in pipeline/, with rich output."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -11,6 +11,7 @@ from typing import Literal
 from slugify import slugify
 
 SourceKind = Literal["file", "feed"]
+Progress = Callable[[int, int], None]  # a long run reports (done, total) to its driver
 Severity = Literal["error", "warning"]
 DigestForm = Literal["full", "summary", "titles"]
 

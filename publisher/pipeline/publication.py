@@ -1,0 +1,305 @@
+"""Publish: plan the next issue, render it in memory, write it; refresh feeds and archive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from jinja2 import Environment
+from slugify import slugify
+
+from publisher.delivery.message import (
+    render_eml,
+)
+from publisher.errors import SourceError, WriteError
+from publisher.model import (
+    Article,
+    Issue,
+    IssueContent,
+    IssueSummary,
+    Problem,
+    PublishedArticle,
+    PublishReport,
+)
+from publisher.plan import plan_issue
+from publisher.render.digest import (
+    make_environment,
+    render_archive,
+    render_assets,
+    render_digest,
+    render_issue_pages,
+)
+from publisher.render.feeds import render_atom, render_issues_feed, render_json_feed, render_rss
+from publisher.render.links import local_image_refs, publish_html
+from publisher.settings import Settings
+from publisher.sources.files import (
+    read_image,
+)
+from publisher.store import Store
+from publisher.write import remove_stale_temp, write_issue, write_issues, write_site_files
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- publish
+
+
+def publish(
+    settings: Settings, *, now: datetime, dry_run: bool = False, rebuild: bool = False
+) -> PublishReport:
+    """Plan the next issue, render everything in memory, then write it; refresh feeds and archive.
+
+    With `rebuild`, every issue folder is regenerated from the store instead (nothing new is
+    planned). With `dry_run`, nothing is written or recorded.
+    """
+    output = settings.output_dir
+    problems: list[Problem] = []
+    issue: Issue | None = None
+    digest_form = ""
+    rebuilt = 0
+    with Store.open(settings.database_url) as store:
+        env = make_environment(settings)
+        if not dry_run:
+            remove_stale_temp(output)
+        if rebuild:
+            jobs = []
+            for old, _titles in reversed(store.issues_with_titles()):
+                by_id = store.articles_by_id(list(old.article_ids))
+                jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
+            batch: dict[str, dict[str, bytes]] = {}
+            for old, files, issue_problems in _render_issues(settings, env, jobs):
+                problems.extend(issue_problems)
+                batch[old.folder] = files
+                rebuilt += 1
+                if len(batch) == REBUILD_WRITE_BATCH or rebuilt == len(jobs):
+                    if not dry_run:
+                        write_issues(output, batch, replace=True)
+                    batch = {}
+        else:
+            plan = plan_issue(store.unissued_articles(), store.get_issue(), now, settings)
+            if plan is not None:
+                issue = plan.to_issue()
+                files, digest_form = _render_issue(settings, env, issue, plan.articles, problems)
+                if not dry_run:
+                    write_issue(output, issue.folder, files, replace=_is_orphan(output, issue))
+                    store.save_issue(issue)
+        site = _render_site(store, settings, env, now)
+        changed = sorted(site) if dry_run else write_site_files(output, site)
+    return PublishReport(
+        issue=issue,
+        site_files_changed=tuple(changed),
+        rebuilt=rebuilt,
+        digest_form=digest_form,
+        dry_run=dry_run,
+        problems=tuple(problems),
+    )
+
+
+def _is_orphan(output: Path, issue: Issue) -> bool:
+    """A folder with the planned name that the store does not know: left by a crashed run?"""
+    target = output / issue.folder
+    if not target.exists():
+        return False
+    try:
+        number = json.loads((target / "issue.json").read_text(encoding="utf-8")).get("number")
+    except (OSError, ValueError):
+        number = None
+    if number in (None, issue.number):
+        return True  # written, then the run died before the store recorded it
+    raise WriteError(
+        f"holds issue #{number}, which the store does not know",
+        where=str(target),
+        hint="the store and the output folder disagree (was the store replaced?); "
+        "move the folder away or run `publisher publish --rebuild`",
+    )
+
+
+def _render_issue(
+    settings: Settings,
+    env: Environment,
+    issue: Issue,
+    articles: Sequence[Article],
+    problems: list[Problem],
+) -> tuple[dict[str, bytes], str]:
+    """Every file of one issue folder, in memory; images read from beside the articles."""
+    images: dict[str, bytes] = {}
+    published = []
+    for article in articles:
+        wanted = _image_names(article) if article.source_kind == "file" else {}
+        present: set[str] = set()
+        for ref, name in wanted.items():
+            data = _read_image(settings, article, ref, name, issue.folder, problems)
+            if data is not None:
+                images[name] = data
+                present.add(name)
+        published.append(_published(settings, article, issue.folder, present.__contains__))
+    titles = tuple(p.article.title for p in published)
+    content = IssueContent(summary=_summary(settings, issue, titles), articles=tuple(published))
+    digest = render_digest(env, settings, content)
+    files = dict(render_issue_pages(env, settings, content))
+    files.update(images)
+    files["email.html"] = digest.html.encode("utf-8")
+    files["email.txt"] = digest.text.encode("utf-8")
+    files["email.eml"] = render_eml(settings, issue, digest)
+    files["issue.json"] = _manifest(content, files)
+    return files, digest.form
+
+
+# A rebuild writes this many issue folders with one durability pass (bounded memory).
+REBUILD_WRITE_BATCH = 10
+# Below this many issues a rebuild renders in-process: starting workers would cost more.
+PARALLEL_REBUILD_MIN = 8
+_worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
+
+
+def _render_issues(
+    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]]
+) -> Iterator[tuple[Issue, dict[str, bytes], list[Problem]]]:
+    """Render many issues, in order, on every core: rendering is pure, writing stays here."""
+    workers = min(os.cpu_count() or 1, 4)
+    if workers < 2 or len(jobs) < PARALLEL_REBUILD_MIN:
+        for issue, articles in jobs:
+            yield (issue, *_render_issue_job(settings, env, issue, articles))
+        return
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        results = pool.map(_render_issue_in_worker, jobs, [settings] * len(jobs), chunksize=4)
+        for (issue, _articles), (files, issue_problems) in zip(jobs, results, strict=True):
+            yield issue, files, issue_problems
+
+
+def _init_worker(settings: Settings) -> None:
+    global _worker_env  # per-process state of a pool worker, set once at its start
+    _worker_env = make_environment(settings)
+
+
+def _render_issue_in_worker(
+    job: tuple[Issue, list[Article]], settings: Settings
+) -> tuple[dict[str, bytes], list[Problem]]:
+    assert _worker_env is not None
+    return _render_issue_job(settings, _worker_env, *job)
+
+
+def _render_issue_job(
+    settings: Settings, env: Environment, issue: Issue, articles: list[Article]
+) -> tuple[dict[str, bytes], list[Problem]]:
+    problems: list[Problem] = []
+    files, _form = _render_issue(settings, env, issue, articles, problems)
+    return files, problems
+
+
+def _image_names(article: Article) -> dict[str, str]:
+    """Relative image src -> its stable name in the issue folder, `<slug>/<file name>`."""
+    names: dict[str, str] = {}
+    for ref in local_image_refs(article.content_html):
+        base = PurePosixPath(ref.split("?", 1)[0].split("#", 1)[0]).name
+        stem, suffix = PurePosixPath(base).stem, PurePosixPath(base).suffix.lower()
+        stem = slugify(stem) or "image"
+        name, n = f"{article.slug}/{stem}{suffix}", 2
+        while name in names.values():
+            name, n = f"{article.slug}/{stem}-{n}{suffix}", n + 1
+        names[ref] = name
+    return names
+
+
+def _read_image(
+    settings: Settings,
+    article: Article,
+    ref: str,
+    name: str,
+    folder: str,
+    problems: list[Problem],
+) -> bytes | None:
+    try:
+        return read_image(settings.articles_dir, article.source, ref, settings.articles.max_bytes)
+    except SourceError as exc:
+        # On --rebuild the article's file may be gone while its published copy remains.
+        published = settings.output_dir / folder / name
+        if published.is_file():
+            return published.read_bytes()
+        problems.append(
+            Problem(f"{settings.articles.dir.rstrip('/')}/{article.source}", str(exc), "warning")
+        )
+        return None
+
+
+def _published(
+    settings: Settings, article: Article, folder: str, has_image: Callable[[str], bool]
+) -> PublishedArticle:
+    """The article as readers see it: absolute links, images at their published URLs."""
+    site = settings.site.url
+    if article.source_kind == "file":
+        url = f"{site}{folder}/{article.slug}.html"
+        images = {
+            ref: f"{site}{folder}/{name}" if has_image(name) else None
+            for ref, name in _image_names(article).items()
+        }
+    else:
+        url = article.url or f"{site}{folder}/"
+        images = {}
+    html = publish_html(article.content_html, url, images, article.title)
+    return PublishedArticle(replace(article, content_html=html), folder, url)
+
+
+@dataclass(frozen=True)
+class _ImageOnDisk:
+    """Whether an already published issue folder holds an image (it may have been missing)."""
+
+    folder: Path
+
+    def __call__(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+
+def _summary(settings: Settings, issue: Issue, titles: tuple[str, ...]) -> IssueSummary:
+    return IssueSummary(
+        number=issue.number,
+        folder=issue.folder,
+        published_at=issue.published_at,
+        title=issue.title,
+        url=f"{settings.site.url}{issue.folder}/",
+        article_titles=titles,
+    )
+
+
+def _manifest(content: IssueContent, files: dict[str, bytes]) -> bytes:
+    summary = content.summary
+    manifest = {
+        "number": summary.number,
+        "folder": summary.folder,
+        "title": summary.title,
+        "published_at": summary.published_at.isoformat(),
+        "url": summary.url,
+        "articles": [
+            {"id": p.article.id, "slug": p.article.slug, "title": p.article.title, "url": p.url}
+            for p in content.articles
+        ],
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _render_site(
+    store: Store, settings: Settings, env: Environment, now: datetime
+) -> dict[str, bytes]:
+    """Feeds, archive and theme assets for the issues/ root; cost follows feed size."""
+    latest = [
+        _published(settings, article, folder, _ImageOnDisk(settings.output_dir / folder))
+        for article, folder in store.published_articles(settings.feeds.max_items)
+    ]
+    summaries = [_summary(settings, i, titles) for i, titles in store.issues_with_titles()]
+    files = {
+        "feed.xml": render_rss(settings, latest, now),
+        "atom.xml": render_atom(settings, latest, now),
+        "feed.json": render_json_feed(settings, latest, now),
+        "issues.xml": render_issues_feed(settings, summaries[: settings.feeds.max_items], now),
+        "index.html": render_archive(env, settings, summaries),
+    }
+    files.update(render_assets(env, settings))
+    return files

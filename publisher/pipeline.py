@@ -33,17 +33,29 @@ from publisher.delivery.message import (
     ListIdentity,
     MessageFactory,
     build_template,
+    greeting_text,
     list_identity,
     render_eml,
+    unsubscribe_url,
 )
+from publisher.delivery.notice import build_notice, send_notice  # server (issue 7)
 from publisher.delivery.outbox import OutboxRun, Tally
 from publisher.delivery.pacing import RateLimiter
 from publisher.delivery.smtp import Connection, smtp_password
-from publisher.delivery.tokens import check_token, load_key, token_subscriber
+from publisher.delivery.tokens import (
+    check_confirm_token,
+    check_token,
+    confirm_token_parts,
+    load_key,
+    make_confirm_token,
+    make_token,
+    token_subscriber,
+)
 from publisher.errors import DeliveryError, SourceError, WriteError
 from publisher.model import (
     Article,
     CollectReport,
+    ConfirmResult,
     DeliveryStatus,
     Digest,
     FailedDelivery,
@@ -51,12 +63,14 @@ from publisher.model import (
     Issue,
     IssueContent,
     IssueSummary,
+    Notice,
     OutboxItem,
     Problem,
     PublishedArticle,
     PublishReport,
     SendReport,
     Subscriber,
+    SubscribeResult,
     SubscriberStatus,
     UnsubscribeResult,
     article_id,
@@ -72,6 +86,7 @@ from publisher.render.digest import (
 )
 from publisher.render.feeds import render_atom, render_issues_feed, render_json_feed, render_rss
 from publisher.render.links import local_image_refs, publish_html
+from publisher.render.notices import render_confirm_mail, render_welcome_mail  # server (issue 7)
 from publisher.settings import Settings
 from publisher.sources.files import (
     ArticleFile,
@@ -547,26 +562,43 @@ def export_subscribers(settings: Settings, path: Path) -> int:
 
 def unsubscribe(settings: Settings, token: str, *, now: datetime) -> UnsubscribeResult:
     """Apply an unsubscribe token (or a whole unsubscribe link)."""
+    token = _unsubscribe_token(token)
+    key = load_key(settings)
+    with Store.open(settings.database_url) as store:
+        return _unsubscribe(store, key, token, now)
+
+
+def _unsubscribe_token(token: str) -> str:
+    """The token itself, from a token or a whole link; DeliveryError when it is neither."""
     if "token=" in token:
         token = parse_qs(urlsplit(token.strip()).query).get("token", [""])[0]
-    subscriber_id = token_subscriber(token)
-    if subscriber_id is None:
+    if token_subscriber(token) is None:
         raise DeliveryError(
             "not an unsubscribe token",
             hint="copy the whole token: the part after token= in the link",
         )
-    key = load_key(settings)
-    with Store.open(settings.database_url) as store:
-        subscriber = store.get_subscriber(subscriber_id=subscriber_id)
-        if subscriber is None or not check_token(key, token, subscriber.id, subscriber.email):
-            # One answer for both: a token never tells whether an id exists.
-            raise DeliveryError(
-                "this token matches no subscriber", hint="it may have been mistyped or cut short"
-            )
-        already = subscriber.status == "unsubscribed"
-        if not already:
-            store.set_subscriber_status(subscriber.id, "unsubscribed", now=now)
-        return UnsubscribeResult(email=subscriber.email, already=already)
+    return token
+
+
+def _token_owner(store: Store, key: bytes, token: str) -> Subscriber:
+    subscriber_id = token_subscriber(token)
+    subscriber = (
+        None if subscriber_id is None else store.get_subscriber(subscriber_id=subscriber_id)
+    )
+    if subscriber is None or not check_token(key, token, subscriber.id, subscriber.email):
+        # One answer for both: a token never tells whether an id exists.
+        raise DeliveryError(
+            "this token matches no subscriber", hint="it may have been mistyped or cut short"
+        )
+    return subscriber
+
+
+def _unsubscribe(store: Store, key: bytes, token: str, now: datetime) -> UnsubscribeResult:
+    subscriber = _token_owner(store, key, token)
+    already = subscriber.status == "unsubscribed"
+    if not already:
+        store.set_subscriber_status(subscriber.id, "unsubscribed", now=now)
+    return UnsubscribeResult(email=subscriber.email, already=already)
 
 
 def send(
@@ -794,3 +826,163 @@ def _dry_run(
         dry_run_dir=str(target),
         status=store.delivery_status(issue.number),
     )
+
+
+# ---------------------------------------------------------------- server (issue 7)
+
+# A confirmation link stamped this far in the future is refused: clocks differ a little, not more.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def subscriber_address(raw: str) -> str:
+    """An address as the store keeps it; DeliveryError saying what is wrong with it."""
+    return _checked_address(raw)
+
+
+class Subscriptions:
+    """Subscribe (double opt-in), confirm and unsubscribe, for a driver that runs for long.
+
+    The store, the signing key, the sender, the DKIM key and the theme are loaded once, so a
+    setting that is wrong fails here, at start, with one line. Every method may be called from
+    several threads at once.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.key = load_key(settings)
+        self.identity = list_identity(settings)
+        self.signer = load_signer(settings, self.identity.domain)
+        self.password = smtp_password(settings)
+        self.env = make_environment(settings)
+        self.ttl = timedelta(hours=settings.server.confirm_ttl_hours)
+        self.store = Store.open(settings.database_url)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Subscriptions:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def subscribe(self, email: str, *, now: datetime) -> SubscribeResult:
+        """Record the address as pending (unless it is known) and build its confirmation.
+
+        An active subscriber gets no mail; anyone else (new, pending, unsubscribed, bounced)
+        gets a fresh link, and stays as they are until they follow it.
+        """
+        address = subscriber_address(email)
+        subscriber, created = self.store.add_subscriber(address, "", now=now, status="pending")
+        before = None if created else subscriber.status
+        if subscriber.status == "active":
+            return SubscribeResult(subscriber.email, before, None)
+        token = make_confirm_token(self.key, subscriber.id, subscriber.email, now)
+        mail = render_confirm_mail(
+            self.env,
+            self.settings,
+            confirm_url=f"{self.settings.site.url}confirm?token={token}",
+            ttl_hours=self.settings.server.confirm_ttl_hours,
+        )
+        notice = build_notice(
+            self.identity,
+            kind="confirm",
+            subscriber_id=subscriber.id,
+            recipient=subscriber.email,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            date=now,
+            signer=self.signer,
+        )
+        return SubscribeResult(subscriber.email, before, notice)
+
+    def confirm(self, token: str, *, now: datetime) -> ConfirmResult:
+        """Make the link's subscriber active and build their welcome, once.
+
+        Following a link again answers "already" and sends nothing; a link older than
+        [server] confirm_ttl_hours, or made before the address last unsubscribed, "expired".
+        """
+        parts = confirm_token_parts(token)
+        if parts is None:
+            return ConfirmResult("invalid")
+        subscriber_id, issued = parts
+        subscriber = self.store.get_subscriber(subscriber_id=subscriber_id)
+        if (
+            subscriber is None
+            or not check_confirm_token(self.key, token, subscriber.id, subscriber.email)
+            or issued > now + CLOCK_SKEW
+        ):
+            return ConfirmResult("invalid")
+        if subscriber.status == "active":
+            return ConfirmResult("already", subscriber.email)
+        left = subscriber.unsubscribed_at
+        if now - issued > self.ttl or (left is not None and issued < left.replace(microsecond=0)):
+            return ConfirmResult("expired", subscriber.email)
+        if not self.store.activate_subscriber(subscriber.id, now=now):
+            return ConfirmResult("already", subscriber.email)  # a second click won the race
+        return ConfirmResult("confirmed", subscriber.email, self._welcome(subscriber, now))
+
+    def _welcome(self, subscriber: Subscriber, now: datetime) -> Notice:
+        token = make_token(self.key, subscriber.id, subscriber.email)
+        link = unsubscribe_url(self.identity.unsubscribe_base, token)
+        mail = render_welcome_mail(
+            self.env,
+            self.settings,
+            greeting=greeting_text(self.settings.delivery.greeting, subscriber.name),
+            latest=self.latest_issue(),
+            unsubscribe_url=link,
+        )
+        return build_notice(
+            self.identity,
+            kind="welcome",
+            subscriber_id=subscriber.id,
+            recipient=subscriber.email,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            date=now,
+            unsubscribe=(link, token),
+            signer=self.signer,
+        )
+
+    def latest_issue(self) -> IssueSummary | None:
+        issue = self.store.get_issue()
+        return None if issue is None else _summary(self.settings, issue, ())
+
+    def check_unsubscribe(self, token: str) -> UnsubscribeResult | None:
+        """Whom an unsubscribe token names (and whether they are off the list already)."""
+        try:
+            subscriber = _token_owner(self.store, self.key, token.strip())
+        except DeliveryError:
+            return None
+        return UnsubscribeResult(subscriber.email, subscriber.status == "unsubscribed")
+
+    def unsubscribe(self, token: str, *, now: datetime) -> UnsubscribeResult:
+        """Apply an unsubscribe token; idempotent. DeliveryError for a token that is not ours."""
+        return _unsubscribe(self.store, self.key, _unsubscribe_token(token), now)
+
+    def send(self, notice: Notice) -> None:
+        """Hand a confirmation or welcome to the SMTP server; DeliveryError when not taken."""
+        send_notice(self.settings.smtp, self.password, notice)
+
+
+def subscribe(
+    settings: Settings, email: str, *, now: datetime, send: bool = True
+) -> SubscribeResult:
+    """Ask `email` to confirm a subscription (double opt-in); the mail goes out unless `send`
+    is False, when it is only returned."""
+    with Subscriptions(settings) as subscriptions:
+        result = subscriptions.subscribe(email, now=now)
+        if send and result.notice is not None:
+            subscriptions.send(result.notice)
+        return result
+
+
+def confirm(settings: Settings, token: str, *, now: datetime, send: bool = True) -> ConfirmResult:
+    """Apply a confirmation token: the subscriber becomes active and is welcomed, once."""
+    with Subscriptions(settings) as subscriptions:
+        result = subscriptions.confirm(token, now=now)
+        if send and result.notice is not None:
+            subscriptions.send(result.notice)
+        return result

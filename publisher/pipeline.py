@@ -917,7 +917,7 @@ class Subscriptions:
         if subscriber.status == "active":
             return ConfirmResult("already", subscriber.email)
         left = subscriber.unsubscribed_at
-        if now - issued > self.ttl or (left is not None and issued < left.replace(microsecond=0)):
+        if now - issued > self.ttl or (left is not None and issued < left):
             return ConfirmResult("expired", subscriber.email)
         if not self.store.activate_subscriber(subscriber.id, now=now):
             return ConfirmResult("already", subscriber.email)  # a second click won the race

@@ -8,11 +8,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from publisher.settings import Settings, load_settings
 from tests.smtp_sink import SmtpSink
+
+if TYPE_CHECKING:
+    from tests.server_support import Served, Template
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -132,3 +136,39 @@ def token_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setenv("PUBLISHER_TOKEN_KEY", TOKEN_KEY)
     return TOKEN_KEY
+
+
+# ---------------------------------------------------------------- server (issue 7)
+
+
+@pytest.fixture(scope="session")
+def served_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The sample articles published once, for a site URL on a loopback port of this session."""
+    from tests.server_support import publish_template
+
+    return publish_template(tmp_path_factory.mktemp("served") / "site")
+
+
+@pytest.fixture
+def serve_site(
+    served_template: Template, tmp_path: Path, smtp_sink: SmtpSink, token_key: str
+) -> Iterator[Callable[..., Served]]:
+    """Start `publisher serve`'s app under uvicorn over a copy of the site; [server] keys as
+    keyword arguments (TOML text for lists)."""
+    from tests.server_support import serve_copy
+
+    running: list[Served] = []
+
+    def start(**server: object) -> Served:
+        served = serve_copy(served_template, tmp_path / f"site{len(running)}", smtp_sink, server)
+        running.append(served)
+        return served
+
+    yield start
+    for served in running:
+        served.close()
+
+
+@pytest.fixture
+def served(serve_site: Callable[..., Served]) -> Served:
+    return serve_site()

@@ -67,16 +67,16 @@ def message_id_tag(key: bytes, list_id: str, issue_number: int, subscriber_id: i
 # --- server (issue 7): confirmation links for the double opt-in
 
 _CONFIRM_TOKEN = re.compile(
-    rf"^([1-9][0-9]{{0,17}})\.([1-9][0-9]{{0,11}})\.([A-Za-z0-9_-]{{{_MAC_LENGTH}}})$"
+    rf"^([1-9][0-9]{{0,17}})\.([1-9][0-9]{{0,14}})\.([A-Za-z0-9_-]{{{_MAC_LENGTH}}})$"
 )
 
 
 def make_confirm_token(key: bytes, subscriber_id: int, email: str, issued: datetime) -> str:
-    """`<id>.<issued, Unix seconds>.<mac>`: says who asked and when; only we can make it.
+    """`<id>.<issued, Unix milliseconds>.<mac>`: says who asked and when; only we can make it.
 
     Signed under another purpose than unsubscribe tokens, so neither stands in for the other.
     """
-    stamp = int(issued.timestamp())
+    stamp = int(issued.timestamp() * 1000)
     return f"{subscriber_id}.{stamp}.{_mac(key, 'confirm', subscriber_id, email, stamp)}"
 
 
@@ -86,7 +86,7 @@ def confirm_token_parts(token: str) -> tuple[int, datetime] | None:
     if match is None:
         return None
     try:
-        issued = datetime.fromtimestamp(int(match.group(2)), UTC)
+        issued = datetime.fromtimestamp(int(match.group(2)) / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         return None
     return int(match.group(1)), issued

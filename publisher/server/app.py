@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -81,13 +82,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> ASGIApp:
             Route("/unsubscribe", endpoints.unsubscribe, methods=["GET", "POST"]),
             Mount("", app=static),
         ],
+        # Inside Starlette's error handling, so a body that grows too large while an
+        # endpoint reads it still gets the 413 page rather than a 500.
+        middleware=[
+            Middleware(
+                Guard, max_body=settings.server.max_body_bytes, error_page=endpoints.error_body
+            )
+        ],
         exception_handlers={HTTPException: endpoints.http_error},
         lifespan=endpoints.lifespan,
     )
-    guarded = Guard(app, max_body=settings.server.max_body_bytes, error_page=endpoints.error_body)
     # The client a trusted proxy names becomes scope["client"]; anyone else's headers are ignored.
     proxied = ProxyHeadersMiddleware(
-        cast(Any, guarded), trusted_hosts=list(settings.server.trusted_proxies)
+        cast(Any, app), trusted_hosts=list(settings.server.trusted_proxies)
     )
     return cast(ASGIApp, proxied)
 

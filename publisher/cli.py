@@ -666,5 +666,6 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     def ready(url: str) -> None:
         shown = _shown_path(settings.output_dir)
         obj.out.print(f"Serving {shown}/ at {url} (Ctrl-C stops)", markup=False, highlight=False)
+        obj.out.file.flush()  # a service manager reading a pipe should see it now
 
     server.serve(settings, host=host, port=port, ready=ready)

@@ -10,7 +10,10 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import feedparser
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from publisher.server.static import StaticSite, accepts_gzip
 from tests.server_support import Served
 
 ISSUE = "2026-11-24"
@@ -273,3 +276,52 @@ def test_last_modified_is_the_files_time_in_http_date_form(served: Served) -> No
     response = served.client().get("issues.xml")
 
     assert response.headers["last-modified"] == "Tue, 24 Nov 2026 07:30:15 GMT"
+
+
+# ---------------------------------------------------------------- path rules, on their own
+
+
+@pytest.fixture(scope="module")
+def jail(tmp_path_factory: pytest.TempPathFactory) -> StaticSite:
+    base = tmp_path_factory.mktemp("jail")
+    root = base / "issues"
+    (root / ISSUE).mkdir(parents=True)
+    (root / "index.html").write_text("archive")
+    (root / ISSUE / "index.html").write_text("issue")
+    (base / "secret.txt").write_text("secret")
+    (root / "escape").symlink_to(base)
+    return StaticSite(root, lambda status: b"", 0)
+
+
+@given(st.text(max_size=60).map(lambda s: "/" + s))
+def test_no_path_resolves_outside_the_root(jail: StaticSite, path: str) -> None:
+    found = jail.resolve(path)
+
+    if isinstance(found, tuple):
+        assert found[0].is_relative_to(jail.root)
+        assert ".." not in found[0].parts
+
+
+@given(
+    st.lists(st.sampled_from(["..", ".", "", ISSUE, "escape", "secret.txt", "index.html", "%2e"]),
+             max_size=6)
+)  # fmt: skip
+def test_no_combination_of_dangerous_segments_escapes(jail: StaticSite, parts: list[str]) -> None:
+    found = jail.resolve("/" + "/".join(parts))
+
+    if isinstance(found, tuple):
+        assert found[0].read_text() in ("archive", "issue")
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [("gzip", True), ("GZIP;Q=1", True), ("x-gzip", True), ("gzip;q=0.0", False),
+     ("gzip;q=nonsense", False), ("*;q=0.1", True), ("br;q=1, *;q=0", False), ("", False)],
+)  # fmt: skip
+def test_accepts_gzip(header: str, ok: bool) -> None:
+    assert accepts_gzip(header) is ok
+
+
+@given(st.text(max_size=100))
+def test_accepts_gzip_takes_any_header_text(header: str) -> None:
+    assert accepts_gzip(header) in (True, False)

@@ -43,14 +43,18 @@ def build_notice(
     message["Message-ID"] = make_msgid(kind, domain=identity.domain)
     # RFC 3834: made by a program, not a person; vacation responders must not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    if unsubscribe is not None:
-        url, token = unsubscribe
-        message["List-Id"] = f"{encode_phrase(identity.list_name)} <{identity.list_id}>"
-        message["List-Unsubscribe"] = f"<{url}>, <{mailto_url(identity.mailto_address, token)}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
     data = message.as_bytes()
+    if unsubscribe is not None:
+        # Written as the digest writes them (message.py): the email package would fold a long
+        # URL onto a line of its own, which some receivers read with a leading space.
+        url, token = unsubscribe
+        data = (
+            f"List-Id: {encode_phrase(identity.list_name)} <{identity.list_id}>\r\n"
+            f"List-Unsubscribe: <{url}>,\r\n <{mailto_url(identity.mailto_address, token)}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        ).encode("ascii") + data
     if signer is not None:
         data = signer.sign(data)
     return Notice(kind, subscriber_id, recipient, identity.envelope_from, data)

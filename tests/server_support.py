@@ -110,10 +110,11 @@ class Served:
     def origin(self) -> str:
         return self.url.rstrip("/")
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
-        self.clients.append(client)
-        return client
+    def client(self) -> httpx.Client:
+        """One client per server (making one costs tens of milliseconds): cookies would show."""
+        if not self.clients:
+            self.clients.append(httpx.Client(base_url=self.url, timeout=10))
+        return self.clients[0]
 
     def subscribe(
         self,

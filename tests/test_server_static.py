@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
@@ -14,9 +15,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from publisher.server.static import StaticSite, accepts_gzip
-from tests.server_support import Served
+from tests.delivery_support import TOKEN_KEY
+from tests.server_support import Served, Template, serve_copy
+from tests.smtp_sink import SmtpSink
 
 ISSUE = "2026-11-24"
+
+
+@pytest.fixture(scope="module")
+def served(served_template: Template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for this module (starting one costs a quarter second): these tests only
+    read, or change files no other test here depends on."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBLISHER_TOKEN_KEY", TOKEN_KEY)
+        sink = SmtpSink().start()
+        target = tmp_path_factory.mktemp("static") / "site"
+        served = serve_copy(served_template, target, sink, {})
+        yield served
+        served.close()
+        sink.stop()
 
 
 def raw_request(served: Served, target: str, method: str = "GET") -> tuple[int, bytes]:

@@ -98,3 +98,16 @@ def test_serve_on_a_port_in_use_says_so(site_copy: Path) -> None:
 
     assert f"cannot listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_listening_socket_is_marked_tcp_so_responses_are_not_delayed(
+    site_copy: Path,
+) -> None:
+    # asyncio turns Nagle off (TCP_NODELAY) only for sockets made with IPPROTO_TCP; without
+    # it each response's body waited for the client's delayed ACK (~40 ms, seen in the bench).
+    from publisher.server import listen
+    from publisher.settings import load_settings
+
+    sock = listen(load_settings(site_copy / "settings.toml", environ={}), "127.0.0.1", 0)
+    with sock:
+        assert sock.proto == socket.IPPROTO_TCP

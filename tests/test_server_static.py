@@ -342,3 +342,19 @@ def test_accepts_gzip(header: str, ok: bool) -> None:
 @given(st.text(max_size=100))
 def test_accepts_gzip_takes_any_header_text(header: str) -> None:
     assert accepts_gzip(header) in (True, False)
+
+
+def test_oversized_headers_and_request_lines_are_refused(served: Served) -> None:
+    port = int(served.url.rsplit(":", 1)[1].strip("/"))
+
+    def send(data: bytes) -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(data)
+            reply = sock.recv(65536)
+        return int(reply.split(b" ", 2)[1])
+
+    huge_header = b"GET / HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * 70_000 + b"\r\n\r\n"
+    huge_line = b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    assert send(huge_header) == 431
+    assert send(huge_line) == 414

@@ -48,11 +48,13 @@ ERRORS = {
     ),
     405: ("Not allowed", "This address does not take that kind of request."),
     413: ("Too large", "The request was larger than this server accepts."),
+    414: ("Too large", "The address asked for is longer than this server accepts."),
     415: ("Not a form", "Send the form the way a web browser does."),
     429: (
         "Too many requests",
         "Many subscribe requests came from your network in a short time. Please try again later.",
     ),
+    431: ("Too large", "The request's headers were larger than this server accepts."),
     500: ("Something went wrong", "The server could not do that. Please try again later."),
     503: (
         "Try again shortly",
@@ -74,6 +76,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> ASGIApp:
     secret or a wrong setting stops `publisher serve` at start with one line.
     """
     endpoints = _Endpoints(settings, clock or _utc_now)
+    if not settings.output_dir.is_dir():
+        log.warning(
+            "%s does not exist yet: every page answers 404 until `publisher publish` writes it",
+            settings.output_dir,
+        )
     static = StaticSite(settings.output_dir, endpoints.error_body, settings.server.cache_mb << 20)
     app = Starlette(
         routes=[

@@ -17,6 +17,9 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
     "media-src 'self' https:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+# Well above any browser's or mail provider's request; a request past them is not a reader.
+MAX_HEADER_BYTES = 16_384
+MAX_TARGET_BYTES = 8_192
 SECURITY_HEADERS = (
     (b"content-security-policy", PAGE_CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -114,8 +117,9 @@ def same_origin(headers: Mapping[str, str], allowed: Iterable[str]) -> bool:
 
 
 class Guard:
-    """ASGI middleware: refuses bodies over `max_body` bytes with 413, and adds security
-    headers to every response that does not set its own."""
+    """ASGI middleware: refuses request targets over MAX_TARGET_BYTES (414), headers over
+    MAX_HEADER_BYTES (431) and bodies over `max_body` bytes (413), and adds security headers
+    to every response that does not set its own."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, error_page: Callable[[int], bytes]) -> None:
         self.app = app
@@ -138,9 +142,16 @@ class Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > MAX_TARGET_BYTES:
+            await self._refuse(414, scope, send_with_headers)
+            return
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+            await self._refuse(431, scope, send_with_headers)
+            return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
-            await self._too_large(scope, send_with_headers)
+            await self._refuse(413, scope, send_with_headers)
             return
         received = 0
 
@@ -158,14 +169,14 @@ class Guard:
         except _TooLarge:
             if started:
                 raise
-            await self._too_large(scope, send_with_headers)
+            await self._refuse(413, scope, send_with_headers)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        body = self.error_page(413)
+    async def _refuse(self, status: int, scope: Scope, send: Send) -> None:
+        body = self.error_page(status)
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"text/html; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),

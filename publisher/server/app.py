@@ -111,6 +111,8 @@ def _utc_now() -> datetime:
 
 
 class _Endpoints:
+    """The three endpoints and what they share: the use cases, the limits, the mail thread."""
+
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
@@ -137,17 +139,9 @@ class _Endpoints:
 
     # ---------------------------------------------------------------- pages
 
-    def page(
-        self, name: str, path: str, status: int = 200, headers: dict[str, str] | None = None,
-        **context: Any,
-    ) -> Response:  # fmt: skip
+    def page(self, name: str, path: str, status: int = 200, **context: Any) -> Response:
         body = render_page(self.subscriptions.env, self.settings, name, path=path, **context)
-        return Response(
-            body,
-            status_code=status,
-            media_type="text/html; charset=utf-8",
-            headers={"cache-control": "no-store", **(headers or {})},
-        )
+        return _html(body, status)
 
     def error_body(self, status: int) -> bytes:
         if status not in self.errors:
@@ -164,12 +158,7 @@ class _Endpoints:
         return self.errors[status]
 
     def error(self, status: int, headers: dict[str, str] | None = None) -> Response:
-        return Response(
-            self.error_body(status),
-            status_code=status,
-            media_type="text/html; charset=utf-8",
-            headers={"cache-control": "no-store", **(headers or {})},
-        )
+        return _html(self.error_body(status), status, headers)
 
     async def http_error(self, _request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -323,10 +312,20 @@ class _Endpoints:
         }
         context.setdefault("email", "")
         context.setdefault("token", "")
+        heading = headings[state]
         return self.page(
-            "page_unsubscribe.html", "unsubscribe", status, state=state, heading=headings[state],
-            **context,
-        )  # fmt: skip
+            "page_unsubscribe.html", "unsubscribe", status, state=state, heading=heading, **context
+        )
+
+
+def _html(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
+    # no-store: these answers name an address, and a token may sit in the URL.
+    return Response(
+        body,
+        status_code=status,
+        media_type="text/html; charset=utf-8",
+        headers={"cache-control": "no-store", **(headers or {})},
+    )
 
 
 async def _form(request: Request) -> dict[str, str] | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from anyio import to_thread
 from starlette.types import Receive, Scope, Send
@@ -122,7 +123,8 @@ class StaticSite:
             return
         found = self.resolve(scope["path"])
         if isinstance(found, str):  # a folder asked for without its slash
-            await _send(send, 301, b"", method, [(b"location", found.encode("utf-8"))])
+            location = quote(found).encode("ascii")
+            await _send(send, 301, b"", method, [(b"location", location)])
             return
         if found is None:
             await _send(send, 404, self.error_page(404), method)

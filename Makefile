@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SETTINGS ?= settings.toml
 
-.PHONY: demo test lint bench golden clean
+.PHONY: demo test lint bench golden clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check publisher tests bench
 	$(BIN)/mypy publisher
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
 
 # Rewrite tests/golden/ from the current code; review `git diff tests/golden` before committing.
@@ -33,3 +33,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The browser tests drive Debian's chromium (never a downloaded one). Install it when missing;
+# without apt or root, say why and go on: those tests then skip, naming what is missing.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser: $(CHROMIUM) is missing and installing it needs root (apt-get install chromium); the browser tests will be skipped"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: $(CHROMIUM) is missing and there is no apt-get here; the browser tests will be skipped"; \
+	else \
+		echo "browser: installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null) \
+			|| echo "browser: apt-get could not install chromium; the browser tests will be skipped"; \
+	fi

@@ -656,3 +656,38 @@ def subscribers_export(obj: Context, file: Path) -> None:
 
     count = pipeline.export_subscribers(obj.settings(), file)
     obj.out.print(f"Wrote {count} subscriber(s) to {file}.", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- server (issue 7)
+
+SERVE_EPILOG = """\b
+Examples:
+  publisher serve                        listen on [server] host and port (127.0.0.1:8000)
+  publisher serve --port 8080
+  publisher serve --host 0.0.0.0         listen on every interface (prefer a reverse proxy)
+
+\b
+Serves the output folder (issues/) with its feeds, and takes the subscribe form:
+POST /subscribe sends a confirmation mail, GET /confirm?token=... makes the address
+active and sends a welcome, /unsubscribe?token=... shows a one-button page and takes
+one-click unsubscribes (RFC 8058). Needs $PUBLISHER_TOKEN_KEY (see [delivery]
+token_key_env) and the [smtp] settings to send mail. Stop it with Ctrl-C.
+"""
+
+
+@cli.command(epilog=SERVE_EPILOG)
+@click.option("--host", help="Address to listen on (default: [server] host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: [server] port).")
+@click.pass_obj
+def serve(obj: Context, host: str | None, port: int | None) -> None:
+    """Serve the site, and subscribe / confirm / unsubscribe, until stopped."""
+    from publisher import server
+
+    settings = obj.settings()
+
+    def ready(url: str) -> None:
+        shown = _shown_path(settings.output_dir)
+        obj.out.print(f"Serving {shown}/ at {url} (Ctrl-C stops)", markup=False, highlight=False)
+        obj.out.file.flush()  # a service manager reading a pipe should see it now
+
+    server.serve(settings, host=host, port=port, ready=ready)

@@ -331,3 +331,38 @@ class ImportReport:
 class UnsubscribeResult:
     email: str
     already: bool  # they had unsubscribed (or bounced) before
+
+
+# ---------------------------------------------------------------- server (issue 7)
+
+NoticeKind = Literal["confirm", "welcome"]
+ConfirmOutcome = Literal["confirmed", "already", "expired", "invalid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message outside any issue (a confirmation request or a welcome), ready for SMTP."""
+
+    kind: NoticeKind
+    subscriber_id: int
+    recipient: str
+    envelope_from: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    """What a subscribe request did. The web page never shows `before`: no enumeration."""
+
+    email: str
+    before: SubscriberStatus | None  # None: the address was new
+    notice: Notice | None  # the confirmation request to send; None for an active subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmResult:
+    """What a confirmation link did; a replayed or stale link changes nothing."""
+
+    outcome: ConfirmOutcome
+    email: str = ""  # empty for an invalid link
+    notice: Notice | None = None  # the welcome, only the first time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -196,6 +197,52 @@ class SourcesSettings(_Section):
         return value
 
 
+# --- server (issue 7): `publisher serve`
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, lt=65536)] = 8000  # 0 = any free port
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IPs or networks).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Origins besides site.url's that may post the subscribe form ("https://example.org").
+    allowed_origins: tuple[str, ...] = ()
+    confirm_ttl_hours: Annotated[float, Field(gt=0)] = 48.0
+    confirm_resend_minutes: Annotated[float, Field(ge=0)] = 10.0
+    rate_window: Annotated[float, Field(gt=0)] = 3600.0  # seconds
+    subscribe_limit: Annotated[int, Field(ge=0)] = 10  # per IP per window; 0 = no limit
+    mail_per_hour: Annotated[int, Field(ge=0)] = 300  # confirmation mails, all IPs; 0 = none
+    max_body_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 4096
+    cache_mb: Annotated[int, Field(ge=0)] = 64  # static files kept in memory
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network such as '10.0.0.0/8'"
+                ) from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for item in value:
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(f"{item!r} is not an origin such as 'https://example.org'")
+            out.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return tuple(out)
+
+
 class Settings(_Section):
     site: SiteSettings
     articles: ArticlesSettings = ArticlesSettings()
@@ -206,6 +253,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     delivery: DeliverySettings = DeliverySettings()
     sources: SourcesSettings = SourcesSettings()
+    server: ServerSettings = ServerSettings()
     # Relative paths in the file are relative to the folder the file is in.
     base_dir: Path = Path()
     source_file: Path = Path("settings.toml")

@@ -724,6 +724,29 @@ class Store:
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 
+    # --- server (issue 7)
+
+    @_wrap_errors
+    def activate_subscriber(self, subscriber_id: int, *, now: datetime) -> bool:
+        """Make a subscriber active unless they are already; True when this call did it.
+
+        One conditional UPDATE, so two clicks on one confirmation link race harmlessly: only
+        one of them sees True (and sends the welcome).
+        """
+        t = subscribers_table
+        with self._writing(), self.engine.begin() as conn:
+            result = conn.execute(
+                t.update()
+                .where(t.c.id == subscriber_id, t.c.status != "active")
+                .values(
+                    status="active",
+                    confirmed_at=_to_db(now),
+                    unsubscribed_at=None,
+                    bounce_count=0,
+                )
+            )
+        return result.rowcount == 1
+
     # ------------------------------------------------------------------ outbox (issue 5)
 
     def _insert_ignore(self, table: sa.Table) -> Any:

@@ -9,12 +9,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from publisher.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.server_support import Served, Template
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -194,3 +198,39 @@ def serve_feed(
 def feed_requests(server: HTTPServer, path: str) -> list[Request]:
     """The requests the server got for `path`, oldest first."""
     return [request for request, _ in server.log if request.path == path]
+
+
+# ---------------------------------------------------------------- server (issue 7)
+
+
+@pytest.fixture(scope="session")
+def served_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The sample articles published once, for a site URL on a loopback port of this session."""
+    from tests.server_support import publish_template
+
+    return publish_template(tmp_path_factory.mktemp("served") / "site")
+
+
+@pytest.fixture
+def serve_site(
+    served_template: Template, tmp_path: Path, smtp_sink: SmtpSink, token_key: str
+) -> Iterator[Callable[..., Served]]:
+    """Start `publisher serve`'s app under uvicorn over a copy of the site; [server] keys as
+    keyword arguments (TOML text for lists)."""
+    from tests.server_support import serve_copy
+
+    running: list[Served] = []
+
+    def start(**server: object) -> Served:
+        served = serve_copy(served_template, tmp_path / f"site{len(running)}", smtp_sink, server)
+        running.append(served)
+        return served
+
+    yield start
+    for served in running:
+        served.close()
+
+
+@pytest.fixture
+def served(serve_site: Callable[..., Served]) -> Served:
+    return serve_site()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from publisher.delivery.tokens import (
+    check_confirm_token,
     check_token,
+    confirm_token_parts,
     load_key,
+    make_confirm_token,
     make_token,
     message_id_tag,
     token_subscriber,
@@ -102,3 +107,48 @@ def test_a_short_key_is_refused_without_showing_it(
         load_key(site.settings())
     assert "shorter than 16" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+# ---------------------------------------------------------------- server (issue 7): confirm links
+
+ISSUED = datetime(2026, 11, 24, 6, 0, 0, 250_000, tzinfo=UTC)
+
+
+def test_a_confirm_token_names_who_and_when_to_the_millisecond() -> None:
+    token = make_confirm_token(KEY, 42, "jane@example.org", ISSUED)
+
+    assert confirm_token_parts(token) == (42, ISSUED)
+    assert check_confirm_token(KEY, token, 42, "jane@example.org")
+    assert all(c.isalnum() or c in "._-" for c in token)
+
+
+@pytest.mark.parametrize(
+    ("key", "subscriber_id", "email"),
+    [(b"another-secret-of-length", 42, "jane@example.org"), (KEY, 43, "jane@example.org"),
+     (KEY, 42, "john@example.org")],
+)  # fmt: skip
+def test_a_confirm_token_fails_for_another_key_subscriber_or_address(
+    key: bytes, subscriber_id: int, email: str
+) -> None:
+    token = make_confirm_token(KEY, 42, "jane@example.org", ISSUED)
+
+    assert not check_confirm_token(key, token, subscriber_id, email)
+
+
+def test_a_changed_time_or_a_token_of_the_other_kind_does_not_check() -> None:
+    token = make_confirm_token(KEY, 42, "jane@example.org", ISSUED)
+    sid, stamp, mac = token.split(".")
+    later = f"{sid}.{int(stamp) + 86_400_000}.{mac}"  # "issued a day later": a longer life
+
+    assert not check_confirm_token(KEY, later, 42, "jane@example.org")
+    assert token_subscriber(token) is None  # not an unsubscribe token
+    assert confirm_token_parts(make_token(KEY, 42, "jane@example.org")) is None
+
+
+@given(st.text(max_size=80))
+def test_any_text_is_a_confirm_token_only_if_we_made_it(text: str) -> None:
+    parts = confirm_token_parts(text)
+    if parts is not None:
+        assert not check_confirm_token(KEY, text, parts[0], "jane@example.org") or (
+            text.strip() == make_confirm_token(KEY, parts[0], "jane@example.org", parts[1])
+        )

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
+from datetime import UTC, datetime
 
 from publisher.errors import DeliveryError
 from publisher.settings import Settings
@@ -61,3 +62,40 @@ def check_token(key: bytes, token: str, subscriber_id: int, email: str) -> bool:
 def message_id_tag(key: bytes, list_id: str, issue_number: int, subscriber_id: int) -> str:
     """An unguessable, stable part of a Message-ID: a retry of a message keeps its id."""
     return _mac(key, "message-id", list_id, issue_number, subscriber_id)[:16]
+
+
+# --- server (issue 7): confirmation links for the double opt-in
+
+_CONFIRM_TOKEN = re.compile(
+    rf"^([1-9][0-9]{{0,17}})\.([1-9][0-9]{{0,14}})\.([A-Za-z0-9_-]{{{_MAC_LENGTH}}})$"
+)
+
+
+def make_confirm_token(key: bytes, subscriber_id: int, email: str, issued: datetime) -> str:
+    """`<id>.<issued, Unix milliseconds>.<mac>`: says who asked and when; only we can make it.
+
+    Signed under another purpose than unsubscribe tokens, so neither stands in for the other.
+    """
+    stamp = int(issued.timestamp() * 1000)
+    return f"{subscriber_id}.{stamp}.{_mac(key, 'confirm', subscriber_id, email, stamp)}"
+
+
+def confirm_token_parts(token: str) -> tuple[int, datetime] | None:
+    """(subscriber id, when it was issued) of a well-formed token (not yet checked), else None."""
+    match = _CONFIRM_TOKEN.match(token.strip())
+    if match is None:
+        return None
+    try:
+        issued = datetime.fromtimestamp(int(match.group(2)) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return int(match.group(1)), issued
+
+
+def check_confirm_token(key: bytes, token: str, subscriber_id: int, email: str) -> bool:
+    """True when `token` was made by us for this subscriber; compared in constant time."""
+    parts = confirm_token_parts(token)
+    if parts is None or parts[0] != subscriber_id:
+        return False
+    expected = make_confirm_token(key, subscriber_id, email, parts[1])
+    return hmac.compare_digest(expected.encode(), token.strip().encode("utf-8", "replace"))

@@ -24,11 +24,18 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ finds 
     from publisher.pipeline.sending import remove_subscriber as remove_subscriber
     from publisher.pipeline.sending import send as send
     from publisher.pipeline.sending import unsubscribe as unsubscribe
+    from publisher.pipeline.subscriptions import Subscriptions as Subscriptions
+    from publisher.pipeline.subscriptions import confirm as confirm
+    from publisher.pipeline.subscriptions import subscribe as subscribe
+    from publisher.pipeline.subscriptions import subscriber_address as subscriber_address
 
 _HOMES = {
     "collect": "collection",
     "publish": "publication",
     "PARALLEL_REBUILD_MIN": "publication",
+    **dict.fromkeys(
+        ("Subscriptions", "confirm", "subscribe", "subscriber_address"), "subscriptions"
+    ),
     **dict.fromkeys(
         (
             "add_subscriber",

@@ -141,7 +141,9 @@ def _render_issue(
                 present.add(name)
         published.append(_published(settings, article, issue.folder, present.__contains__))
     titles = tuple(p.article.title for p in published)
-    content = IssueContent(summary=_summary(settings, issue, titles), articles=tuple(published))
+    content = IssueContent(
+        summary=issue_summary(settings, issue, titles), articles=tuple(published)
+    )
     digest = render_digest(env, settings, content)
     files = dict(render_issue_pages(env, settings, content))
     files.update(images)
@@ -257,7 +259,7 @@ class _ImageOnDisk:
         return (self.folder / name).is_file()
 
 
-def _summary(settings: Settings, issue: Issue, titles: tuple[str, ...]) -> IssueSummary:
+def issue_summary(settings: Settings, issue: Issue, titles: tuple[str, ...]) -> IssueSummary:
     return IssueSummary(
         number=issue.number,
         folder=issue.folder,
@@ -293,7 +295,7 @@ def _render_site(
         _published(settings, article, folder, _ImageOnDisk(settings.output_dir / folder))
         for article, folder in store.published_articles(settings.feeds.max_items)
     ]
-    summaries = [_summary(settings, i, titles) for i, titles in store.issues_with_titles()]
+    summaries = [issue_summary(settings, i, titles) for i, titles in store.issues_with_titles()]
     files = {
         "feed.xml": render_rss(settings, latest, now),
         "atom.xml": render_atom(settings, latest, now),

@@ -63,7 +63,7 @@ def add_subscriber(
 
     Someone who unsubscribed or bounced comes back only with `reactivate` (they asked to).
     """
-    address = _checked_address(email)
+    address = checked_address(email)
     with Store.open(settings.database_url) as store:
         subscriber, created = store.add_subscriber(address, clean_name(name), now=now)
         if created or subscriber.status == "active":
@@ -81,7 +81,7 @@ def remove_subscriber(
     settings: Settings, email: str, *, now: datetime, erase: bool = False
 ) -> Subscriber:
     """Unsubscribe someone (kept, so an import never brings them back), or erase them."""
-    address = _checked_address(email)
+    address = checked_address(email)
     with Store.open(settings.database_url) as store:
         subscriber = store.get_subscriber(email=address)
         if subscriber is None:
@@ -134,26 +134,43 @@ def export_subscribers(settings: Settings, path: Path) -> int:
 
 def unsubscribe(settings: Settings, token: str, *, now: datetime) -> UnsubscribeResult:
     """Apply an unsubscribe token (or a whole unsubscribe link)."""
+    token = unsubscribe_token_from(token)
+    key = load_key(settings)
+    with Store.open(settings.database_url) as store:
+        return apply_unsubscribe(store, key, token, now)
+
+
+def unsubscribe_token_from(token: str) -> str:
+    """The token itself, from a token or a whole link; DeliveryError when it is neither."""
     if "token=" in token:
         token = parse_qs(urlsplit(token.strip()).query).get("token", [""])[0]
-    subscriber_id = token_subscriber(token)
-    if subscriber_id is None:
+    if token_subscriber(token) is None:
         raise DeliveryError(
             "not an unsubscribe token",
             hint="copy the whole token: the part after token= in the link",
         )
-    key = load_key(settings)
-    with Store.open(settings.database_url) as store:
-        subscriber = store.get_subscriber(subscriber_id=subscriber_id)
-        if subscriber is None or not check_token(key, token, subscriber.id, subscriber.email):
-            # One answer for both: a token never tells whether an id exists.
-            raise DeliveryError(
-                "this token matches no subscriber", hint="it may have been mistyped or cut short"
-            )
-        already = subscriber.status == "unsubscribed"
-        if not already:
-            store.set_subscriber_status(subscriber.id, "unsubscribed", now=now)
-        return UnsubscribeResult(email=subscriber.email, already=already)
+    return token
+
+
+def token_owner(store: Store, key: bytes, token: str) -> Subscriber:
+    subscriber_id = token_subscriber(token)
+    subscriber = (
+        None if subscriber_id is None else store.get_subscriber(subscriber_id=subscriber_id)
+    )
+    if subscriber is None or not check_token(key, token, subscriber.id, subscriber.email):
+        # One answer for both: a token never tells whether an id exists.
+        raise DeliveryError(
+            "this token matches no subscriber", hint="it may have been mistyped or cut short"
+        )
+    return subscriber
+
+
+def apply_unsubscribe(store: Store, key: bytes, token: str, now: datetime) -> UnsubscribeResult:
+    subscriber = token_owner(store, key, token)
+    already = subscriber.status == "unsubscribed"
+    if not already:
+        store.set_subscriber_status(subscriber.id, "unsubscribed", now=now)
+    return UnsubscribeResult(email=subscriber.email, already=already)
 
 
 def send(
@@ -263,7 +280,7 @@ def failed_deliveries(settings: Settings, issue_number: int) -> Iterator[FailedD
     return rows()
 
 
-def _checked_address(email: str) -> str:
+def checked_address(email: str) -> str:
     try:
         return normalise_email(email)
     except ValueError as exc:
@@ -326,7 +343,7 @@ def _send_test(
     address: str,
     clock: Callable[[], datetime],
 ) -> SendReport:
-    recipient = _checked_address(address)
+    recipient = checked_address(address)
     message = factory.build(0, recipient, "", clock())
     connection = Connection(settings.smtp, smtp_password(settings))
     connection.open()

@@ -383,3 +383,16 @@ def _human_date(value: datetime, zone: ZoneInfo) -> str:
     """ "24 November 2026": English month names, so output never depends on the process locale."""
     local = _local(value, zone)
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+# -- server (issue 7): what the server's own pages and mails share with the site ---------------
+
+
+def page_context(settings: Settings, *, root: str) -> dict[str, Any]:
+    """What base.html needs besides `canonical`: the site, the feeds, the subscribe URL."""
+    return _page_context(settings, root=root)
+
+
+def render_template(env: jinja2.Environment, name: str, **context: Any) -> str:
+    """Render one theme template; a template mistake is a one-line RenderError at file:line."""
+    return _render(env, name, **context)

@@ -1,0 +1,189 @@
+"""The subscribe use cases without HTTP: states, confirmation outcomes, the mails' headers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+
+import pytest
+
+from publisher.errors import DeliveryError, RenderError
+from publisher.model import SubscriberStatus
+from publisher.pipeline import Subscriptions, confirm, subscribe
+from publisher.settings import Settings
+from publisher.store import Store
+from tests.conftest import Site
+from tests.delivery_support import PUBLISHED, delivery_site
+from tests.smtp_sink import SmtpSink
+
+NOW = PUBLISHED + timedelta(days=1)
+
+
+@pytest.fixture
+def settings(make_site: Callable[..., Site], smtp_sink: SmtpSink, token_key: str) -> Settings:
+    return delivery_site(make_site, smtp_sink).settings
+
+
+def parsed(data: bytes) -> EmailMessage:
+    message = message_from_bytes(data, policy=default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def with_status(settings: Settings, email: str, status: SubscriberStatus) -> None:
+    with Store.open(settings.database_url) as store:
+        store.add_subscriber(email, "", now=PUBLISHED, status=status)
+
+
+@pytest.mark.parametrize(
+    ("before", "mailed"),
+    [(None, True), ("pending", True), ("unsubscribed", True), ("bounced", True),
+     ("active", False)],
+)  # fmt: skip
+def test_subscribe_mails_everyone_not_on_the_list_and_changes_no_status(
+    settings: Settings, before: SubscriberStatus | None, mailed: bool
+) -> None:
+    if before is not None:
+        with_status(settings, "jane@example.org", before)
+
+    with Subscriptions(settings) as subscriptions:
+        result = subscriptions.subscribe(" Jane@EXAMPLE.org ", now=NOW)
+        after = subscriptions.store.get_subscriber(email="jane@example.org")
+
+    assert result.email == "jane@example.org"
+    assert result.before == before
+    assert (result.notice is not None) is mailed
+    assert after is not None and after.status == (before or "pending")
+
+
+def test_the_confirmation_link_confirms_once_and_welcomes_once(settings: Settings) -> None:
+    with Subscriptions(settings) as subscriptions:
+        asked = subscriptions.subscribe("jane@example.org", now=NOW)
+        assert asked.notice is not None
+        body = parsed(asked.notice.data).get_body(("plain",))
+        assert body is not None
+        token = body.get_content().split("confirm?token=")[1].split()[0]
+
+        first = subscriptions.confirm(token, now=NOW + timedelta(hours=1))
+        second = subscriptions.confirm(token, now=NOW + timedelta(hours=2))
+
+    assert (first.outcome, second.outcome) == ("confirmed", "already")
+    assert first.notice is not None and first.notice.kind == "welcome"
+    assert second.notice is None
+
+
+@pytest.mark.parametrize(
+    ("age", "outcome"),
+    [(timedelta(hours=47, minutes=59), "confirmed"), (timedelta(hours=48, seconds=1), "expired"),
+     (timedelta(minutes=-4), "confirmed"), (timedelta(minutes=-6), "invalid")],
+)  # fmt: skip
+def test_a_link_works_for_the_ttl_and_not_from_the_future(
+    settings: Settings, age: timedelta, outcome: str
+) -> None:
+    with Subscriptions(settings) as subscriptions:
+        notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
+        assert notice is not None
+        body = parsed(notice.data).get_body(("plain",))
+        assert body is not None
+        token = body.get_content().split("confirm?token=")[1].split()[0]
+
+        assert subscriptions.confirm(token, now=NOW + age).outcome == outcome
+
+
+def test_two_clicks_at_once_send_one_welcome(settings: Settings) -> None:
+    with Subscriptions(settings) as subscriptions:
+        notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
+        assert notice is not None
+        body = parsed(notice.data).get_body(("plain",))
+        assert body is not None
+        token = body.get_content().split("confirm?token=")[1].split()[0]
+        results = []
+        gate = threading.Barrier(8)
+
+        def click() -> None:
+            gate.wait()
+            results.append(subscriptions.confirm(token, now=NOW))
+
+        threads = [threading.Thread(target=click) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(r.outcome for r in results) == ["already"] * 7 + ["confirmed"]
+    assert sum(r.notice is not None for r in results) == 1
+
+
+def test_the_welcome_links_the_latest_issue_and_carries_one_click_headers(
+    settings: Settings,
+) -> None:
+    with Subscriptions(settings) as subscriptions:
+        notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
+        assert notice is not None
+        body = parsed(notice.data).get_body(("plain",))
+        assert body is not None
+        token = body.get_content().split("confirm?token=")[1].split()[0]
+        welcome = subscriptions.confirm(token, now=NOW).notice
+    assert welcome is not None
+
+    message = parsed(welcome.data)
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "https://news.example.org/2026-11-24/" in text.get_content()
+    assert message["List-Id"].endswith("<test-dispatch.news.example.org>")
+    assert message["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe?token=")
+    assert "mailto:desk@news.example.org?subject=unsubscribe" in message["List-Unsubscribe"]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert text.get_content().splitlines()[0] == "Hello,"
+
+
+def test_subscribe_and_confirm_send_their_mails_through_smtp(
+    settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    subscribe(settings, "jane@example.org", now=NOW)
+    [asked] = smtp_sink.parsed()
+    body = asked.get_body(("plain",))
+    assert body is not None
+    token = body.get_content().split("confirm?token=")[1].split()[0]
+
+    result = confirm(settings, token, now=NOW)
+
+    assert result.outcome == "confirmed"
+    assert [m["Subject"] for m in smtp_sink.parsed()] == [
+        "Confirm your subscription to Test Dispatch",
+        "Welcome to Test Dispatch",
+    ]
+    assert smtp_sink.messages[1].mail_from == "desk@news.example.org"
+
+
+def test_a_missing_signing_key_stops_the_server_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PUBLISHER_TOKEN_KEY")
+
+    with pytest.raises(DeliveryError, match="PUBLISHER_TOKEN_KEY is not set"):
+        Subscriptions(settings)
+
+
+def test_a_theme_mail_without_its_subject_line_is_named(
+    make_site: Callable[..., Site], smtp_sink: SmtpSink, token_key: str
+) -> None:
+    site = delivery_site(make_site, smtp_sink).site
+    theme = site.root / "theme"
+    theme.mkdir()
+    (theme / "confirm_email.txt").write_text("Please confirm: {{ confirm_url }}\n")
+    site.settings_path.write_text(
+        site.settings_path.read_text().replace(
+            'email = "desk', 'theme_dir = "theme"\nemail = "desk'
+        )
+    )
+
+    with (
+        Subscriptions(site.settings()) as subscriptions,
+        pytest.raises(RenderError, match=r"confirm_email\.txt: the first line must be 'Subject: "),
+    ):
+        subscriptions.subscribe("jane@example.org", now=NOW)

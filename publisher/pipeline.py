@@ -11,12 +11,15 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment
@@ -41,9 +44,11 @@ from publisher.delivery.pacing import RateLimiter
 from publisher.delivery.smtp import Connection, smtp_password
 from publisher.delivery.tokens import check_token, load_key, token_subscriber
 from publisher.errors import DeliveryError, SourceError, WriteError
+from publisher.locks import HeldLock, hold
 from publisher.model import (
     Article,
     CollectReport,
+    DeliveryBacklog,
     DeliveryStatus,
     Digest,
     FailedDelivery,
@@ -51,10 +56,14 @@ from publisher.model import (
     Issue,
     IssueContent,
     IssueSummary,
+    JobRun,
+    JobStatus,
+    LockHolder,
     OutboxItem,
     Problem,
     PublishedArticle,
     PublishReport,
+    ScheduleStatus,
     SendReport,
     Subscriber,
     SubscriberStatus,
@@ -89,9 +98,16 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 
 def collect(
-    settings: Settings, *, now: datetime, progress: Progress | None = None
+    settings: Settings,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> CollectReport:
-    """Read every new or changed article file into the store; one transaction per file."""
+    """Read every new or changed article file into the store; one transaction per file.
+
+    A set `stop` ends the run after the file in hand; the rest is read next time.
+    """
     root = settings.articles_dir
     if not root.is_dir():
         raise SourceError(
@@ -100,11 +116,15 @@ def collect(
             hint="create it, or set articles.dir in the settings",
         )
     with Store.open(settings.database_url) as store:
-        return _collect_files(store, settings, now, progress)
+        return _collect_files(store, settings, now, progress, stop)
 
 
 def _collect_files(
-    store: Store, settings: Settings, now: datetime, progress: Progress | None
+    store: Store,
+    settings: Settings,
+    now: datetime,
+    progress: Progress | None,
+    stop: threading.Event | None = None,
 ) -> CollectReport:
     files, refused = scan_article_files(settings.articles_dir)
     shown = settings.articles.dir.rstrip("/")
@@ -113,6 +133,8 @@ def _collect_files(
     taken: set[str] | None = None  # loaded on the first new article only
     new = updated = unchanged = 0
     for done, file in enumerate(files, start=1):
+        if stop is not None and stop.is_set():
+            break  # issue 6: stopping; files not read yet are read by the next run
         state = states.get(file.key)
         where = f"{shown}/{file.key}"
         if (
@@ -579,13 +601,15 @@ def send(
     retry_failed: bool = False,
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Deliver an issue (the newest by default) to every active subscriber, exactly once.
 
     The first run creates the issue's outbox rows; every run sends the rows that are due and
     records each outcome as it happens, so a crashed or stopped run just resumes.
     `dry_run` writes .eml files instead; `test_address` sends one message and leaves the
-    outbox alone; `retry_failed` queues the failed rows again first.
+    outbox alone; `retry_failed` queues the failed rows again first. A set `stop` ends the
+    run once the messages in hand are sent and recorded; the rest stays queued.
     """
     clock = clock or _running_clock(now)
     with Store.open(settings.database_url) as store:
@@ -631,6 +655,7 @@ def send(
                     worker=_worker_name(),
                     total=total,
                     progress=progress,
+                    stop=stop,
                 )
                 tally = run.run()
         return SendReport(
@@ -794,3 +819,105 @@ def _dry_run(
         dry_run_dir=str(target),
         status=store.delivery_status(issue.number),
     )
+
+
+# ---------------------------------------------------------------- scheduling (issue 6)
+
+JOB_NAMES = ("collect", "publish", "send")
+# Lock name -> (what a second comer is told, what it can do).
+_LOCK_TEXTS = {
+    "scheduler": (
+        "another `publisher run` is running on this store",
+        "stop it first, or add --wait to take over when it stops",
+    ),
+    "publish": ("another publish is under way", "wait for it to end, or add --wait"),
+    "send": ("another send is under way", "wait for it to end, or add --wait"),
+}
+
+
+@contextmanager
+def exclusive(
+    settings: Settings,
+    name: str,
+    *,
+    purpose: str,
+    wait: bool = False,
+    stop: threading.Event | None = None,
+    on_wait: Callable[[LockHolder], None] | None = None,
+) -> Iterator[HeldLock]:
+    """Hold the store-wide lock `name` ("scheduler", "publish" or "send") around a use case.
+
+    Without `wait` a live holder makes this raise LockedError naming it (purpose, pid, host,
+    since when); with `wait` it waits until the lock is free, or its holder dead, or `stop`
+    is set (WaitStopped). Works the same on SQLite and PostgreSQL: the lock is a row.
+    """
+    busy, hint = _LOCK_TEXTS[name]
+    with (
+        Store.open(settings.database_url) as store,
+        hold(
+            store,
+            name,
+            purpose=purpose,
+            timeout=settings.schedule.lock_timeout,
+            busy=busy,
+            hint=hint,
+            wait=wait,
+            stop=stop,
+            on_wait=on_wait,
+        ) as held,
+    ):
+        yield held
+
+
+def record_job_run(settings: Settings, run: JobRun) -> None:
+    """Remember a scheduled job's latest run (shown by `publisher status`)."""
+    with Store.open(settings.database_url) as store:
+        store.save_job_run(run)
+
+
+def job_runs(settings: Settings) -> dict[str, JobRun]:
+    with Store.open(settings.database_url) as store:
+        return store.job_runs()
+
+
+def delivery_backlog(settings: Settings, *, now: datetime) -> DeliveryBacklog:
+    """The newest issue, whether its delivery has started, and how many messages are due."""
+    with Store.open(settings.database_url) as store:
+        issue = store.get_issue()
+        if issue is None:
+            return DeliveryBacklog(None, queued=False, due=0)
+        return DeliveryBacklog(
+            issue,
+            queued=store.has_outbox(issue.number),
+            due=store.count_due(issue.number, now=now),
+        )
+
+
+def schedule_status(settings: Settings) -> ScheduleStatus:
+    """Each job's schedule, last run and next run, and who holds which lock now."""
+    with Store.open(settings.database_url) as store:
+        runs = store.job_runs()
+        next_runs = store.job_next_runs()
+        holders = store.lock_holders()
+    jobs = tuple(
+        JobStatus(
+            job=name,
+            schedule=getattr(settings.schedule, name),
+            last=runs.get(name),
+            next_run=next_runs.get(name) if getattr(settings.schedule, name) else None,
+        )
+        for name in JOB_NAMES
+    )
+    return ScheduleStatus(jobs=jobs, zone=str(settings.schedule_zone), locks=tuple(holders))
+
+
+def check_send_ready(settings: Settings) -> None:
+    """Fail now, not at the first scheduled send, when a secret delivery needs is missing."""
+    load_key(settings)
+    smtp_password(settings)
+
+
+def open_job_store(settings: Settings) -> Any:
+    """APScheduler's SQLAlchemyJobStore on the project's database (migrated first); the
+    scheduler's shutdown closes it."""
+    return Store.open(settings.database_url).job_store()

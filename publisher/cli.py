@@ -366,6 +366,11 @@ $PUBLISHER_SMTP_PASSWORD (see [smtp] password_env).
 )
 @now_option
 @wait_option
+@click.option(
+    "--shared",
+    is_flag=True,
+    help="PostgreSQL: join a send under way as one more worker instead of waiting for it.",
+)
 @click.pass_obj
 def send(
     obj: Context,
@@ -375,6 +380,7 @@ def send(
     retry_issue: int | None,
     now: datetime,
     wait: bool,
+    shared: bool,
 ) -> None:
     """Deliver an issue's digest to the subscribers (the newest issue by default).
 
@@ -388,8 +394,13 @@ def send(
     if dry_run and test_address:
         raise click.UsageError("use --dry-run or --test, not both")
     settings = obj.settings()
+    if shared and settings.database_url.startswith("sqlite"):
+        raise click.UsageError(
+            "--shared needs a PostgreSQL store; on SQLite one send runs at a time"
+        )
+    alone = not (dry_run or test_address or shared)  # workers share the outbox's row claims
     with (
-        _exclusive(obj, settings, "send", wait=wait, skip=dry_run or bool(test_address)),
+        _exclusive(obj, settings, "send", wait=wait, skip=not alone),
         _progress(obj.err, "Writing" if dry_run else "Sending") as progress,
     ):
         report = _run(
@@ -738,7 +749,8 @@ def run(obj: Context, once: bool, wait: bool) -> None:
 
 def _log_job_lines(err: Console) -> None:
     """`run` logs one line per job: plain timestamped lines for journald and cron mail, the
-    rich handler on a terminal; the scheduler's own chatter only with -v."""
+    rich handler on a terminal. APScheduler's INFO chatter shows only with -v, and its
+    executor's missed-run warning never (the scheduler logs a clearer line)."""
     root = logging.getLogger()
     if not err.is_terminal:
         handler = logging.StreamHandler(sys.stderr)
@@ -748,7 +760,7 @@ def _log_job_lines(err: Console) -> None:
         root.handlers = [handler]
     if root.level > logging.INFO:
         logging.getLogger("publisher.scheduler").setLevel(logging.INFO)
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
 
 
 def _when(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -763,8 +775,10 @@ def _print_schedule_status(obj: Context, settings: Settings) -> None:
         return
     zone = settings.schedule_zone
     table = Table(title=f"Schedule ({status.zone})", title_justify="left")
-    for column in ("job", "schedule", "last run", "result", "next run"):
-        table.add_column(column)
+    for column in ("job", "schedule", "last run"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("result", ratio=1)  # the one column that wraps on a narrow terminal
+    table.add_column("next run", no_wrap=True)
     styles = {"ok": "green", "failed": "red", "missed": "yellow", "stopped": "yellow"}
     for job in status.jobs:
         last = job.last

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
-    EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_JOB_SUBMITTED,
 )
@@ -229,7 +228,6 @@ class Runner:
         )
         self._scheduler = scheduler
         scheduler.add_listener(self._on_event, _DONE_EVENTS | EVENT_JOB_SUBMITTED)
-        scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
         scheduler.start(paused=True)  # jobs are brought in step before anything runs
         try:
             self._sync_jobs(scheduler, planned)
@@ -332,12 +330,15 @@ class Runner:
                 )
 
     def _next_runs(self, scheduler: Any) -> str:
-        zone = self.settings.schedule_zone
-        parts = [
-            f"{job.name}, next {job.next_run_time.astimezone(zone):%Y-%m-%d %H:%M:%S}"
-            for job in sorted(scheduler.get_jobs(), key=lambda j: str(j.id))
-            if job.next_run_time is not None
-        ]
+        zone, now = self.settings.schedule_zone, datetime.now(UTC)
+        parts = []
+        for job in sorted(scheduler.get_jobs(), key=lambda j: str(j.id)):
+            when = job.next_run_time
+            if when is not None:
+                due = (
+                    "due now" if when <= now else f"next {when.astimezone(zone):%Y-%m-%d %H:%M:%S}"
+                )
+                parts.append(f"{job.name}, {due}")
         return "; ".join(parts) or "no job is scheduled"
 
     # ------------------------------------------------------------ events
@@ -371,13 +372,6 @@ class Runner:
             JobRun(job, "missed", finished_at=now, scheduled_for=due, summary=summary),
         )
 
-    def _on_max_instances(self, event: Any) -> None:
-        log.warning(
-            "%s: the previous run is still going; skipped the run due at %s",
-            event.job_id,
-            event.scheduled_run_times[-1].astimezone(self.settings.schedule_zone),
-        )
-
     # ------------------------------------------------------------ the jobs
 
     def run_job(self, job: str) -> str:
@@ -408,7 +402,8 @@ class Runner:
                 outcome = "stopped"
         took = f" ({time.monotonic() - began:.1f} s)"
         if outcome == "failed":
-            self.failed += 1
+            with self._lock:
+                self.failed += 1
             log.error("%s: failed: %s%s", job, summary, took)
         else:
             log.info("%s: %s%s", job, summary, took)

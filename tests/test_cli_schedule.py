@@ -196,3 +196,9 @@ def test_run_stops_waiting_for_another_run_on_sigterm(make_site: SiteFactory) ->
         standby.terminate()
         wait_until(lambda: standby.poll() is not None, "the standby to stop")
     assert standby.returncode == 0
+
+
+def test_send_shared_is_for_postgresql_only(site: Site) -> None:
+    result = invoke(site, "send", "--shared")
+    assert result.exit_code == 2
+    assert "--shared needs a PostgreSQL store" in result.output

@@ -129,7 +129,7 @@ def send_line(report: SendReport) -> str:
         f"issue #{report.issue_number}: {report.sent} sent, {report.deferred} deferred, "
         f"{report.failed} failed, {report.skipped} skipped"
     )
-    if report.queued:
+    if report.queued > 0:  # psycopg 3 reports an INSERT's count as -1
         line += f" ({report.queued} newly queued)"
     status = report.status
     if status is not None:

@@ -1036,9 +1036,11 @@ class Store:
             "since": _to_db(now),
             "heartbeat_at": _to_db(now),
         }
+        # RETURNING says whether the row went in: an INSERT's rowcount is -1 on psycopg 3.
+        insert = self._insert_ignore(t).values(values).returning(t.c.name)
         with self._writing(), self.engine.begin() as conn:
             for _ in range(2):
-                if conn.execute(self._insert_ignore(t).values(values)).rowcount == 1:
+                if conn.execute(insert).first() is not None:
                     return True, None
                 row = conn.execute(sa.select(t).where(t.c.name == name)).first()
                 if row is not None:

@@ -21,8 +21,25 @@ NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 HOST = socket.gethostname()
 
 
-def store_at(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / 'state' / 'store.db'}")
+# Set to a scratch PostgreSQL database (postgresql+psycopg://...) to run these tests there too.
+POSTGRES_URL = os.environ.get("PUBLISHER_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'store.db'}"
+    if not POSTGRES_URL:
+        pytest.skip("set PUBLISHER_TEST_POSTGRES_URL to run the lock tests on PostgreSQL too")
+    pytest.importorskip("psycopg")
+    with Store.open(POSTGRES_URL) as store, store.engine.begin() as conn:
+        for table in ("locks", "job_runs", "apscheduler_jobs"):
+            conn.execute(metadata.tables[table].delete())
+    return POSTGRES_URL
+
+
+def store_at(url: str) -> Store:
+    return Store.open(url)
 
 
 def dead_pid() -> int:
@@ -59,8 +76,8 @@ def dead() -> int:
     return dead_pid()
 
 
-def test_a_free_lock_is_taken_and_a_second_comer_learns_the_holder(tmp_path: Path) -> None:
-    with store_at(tmp_path) as store:
+def test_a_free_lock_is_taken_and_a_second_comer_learns_the_holder(url: str) -> None:
+    with store_at(url) as store:
         assert acquire(store, "a" * 32) == (True, None)
         taken, holder = acquire(store, "b" * 32, now=NOW + timedelta(seconds=5))
         assert not taken
@@ -72,8 +89,8 @@ def test_a_free_lock_is_taken_and_a_second_comer_learns_the_holder(tmp_path: Pat
         )
 
 
-def test_release_frees_the_lock_only_for_its_holder(tmp_path: Path) -> None:
-    with store_at(tmp_path) as store:
+def test_release_frees_the_lock_only_for_its_holder(url: str) -> None:
+    with store_at(url) as store:
         acquire(store, "a" * 32)
         assert store.release_lock("publish", "b" * 32) is False  # not the holder
         assert acquire(store, "b" * 32)[0] is False
@@ -82,10 +99,8 @@ def test_release_frees_the_lock_only_for_its_holder(tmp_path: Path) -> None:
         assert acquire(store, "b" * 32) == (True, None)
 
 
-def test_a_lock_whose_process_died_on_this_host_is_taken_over_at_once(
-    tmp_path: Path, dead: int
-) -> None:
-    with store_at(tmp_path) as store:
+def test_a_lock_whose_process_died_on_this_host_is_taken_over_at_once(url: str, dead: int) -> None:
+    with store_at(url) as store:
         acquire(store, "a" * 32, pid=dead)
         taken, previous = acquire(store, "b" * 32, now=NOW + timedelta(seconds=1))
         assert taken
@@ -96,9 +111,9 @@ def test_a_lock_whose_process_died_on_this_host_is_taken_over_at_once(
 
 
 def test_a_holder_on_another_host_is_trusted_until_its_heartbeat_is_stale(
-    tmp_path: Path, dead: int
+    url: str, dead: int
 ) -> None:
-    with store_at(tmp_path) as store:
+    with store_at(url) as store:
         # A dead pid on another machine means nothing here: only the heartbeat counts.
         acquire(store, "a" * 32, pid=dead, host="elsewhere")
         assert acquire(store, "b" * 32, now=NOW + timedelta(seconds=59))[0] is False
@@ -109,8 +124,8 @@ def test_a_holder_on_another_host_is_trusted_until_its_heartbeat_is_stale(
         assert previous.host == "elsewhere"
 
 
-def test_two_takers_of_one_dead_lock_cannot_both_win(tmp_path: Path, dead: int) -> None:
-    with store_at(tmp_path) as store:
+def test_two_takers_of_one_dead_lock_cannot_both_win(url: str, dead: int) -> None:
+    with store_at(url) as store:
         acquire(store, "a" * 32, pid=dead)
         first = acquire(store, "b" * 32)
         second = acquire(store, "c" * 32)
@@ -122,8 +137,8 @@ def test_two_takers_of_one_dead_lock_cannot_both_win(tmp_path: Path, dead: int) 
         assert holder.name == "publish"
 
 
-def test_locks_of_different_names_are_independent(tmp_path: Path) -> None:
-    with store_at(tmp_path) as store:
+def test_locks_of_different_names_are_independent(url: str) -> None:
+    with store_at(url) as store:
         acquire(store, "a" * 32)
         kwargs = {"pid": os.getpid(), "host": HOST, "now": NOW, "stale_before": NOW}
         assert store.acquire_lock(
@@ -132,8 +147,8 @@ def test_locks_of_different_names_are_independent(tmp_path: Path) -> None:
         assert [h.name for h in store.lock_holders()] == ["publish", "send"]
 
 
-def test_job_runs_keep_the_latest_run_of_each_job(tmp_path: Path) -> None:
-    with store_at(tmp_path) as store:
+def test_job_runs_keep_the_latest_run_of_each_job(url: str) -> None:
+    with store_at(url) as store:
         store.save_job_run(JobRun("publish", "running", started_at=NOW))
         store.save_job_run(
             JobRun(
@@ -159,9 +174,9 @@ def test_job_runs_keep_the_latest_run_of_each_job(tmp_path: Path) -> None:
     assert len(runs["collect"].summary) == 2000  # kept short
 
 
-def test_next_runs_are_read_from_the_scheduler_job_store_table(tmp_path: Path) -> None:
+def test_next_runs_are_read_from_the_scheduler_job_store_table(url: str) -> None:
     when = datetime(2026, 11, 24, 6, 0, 30, tzinfo=UTC)
-    with store_at(tmp_path) as store, store.engine.begin() as conn:
+    with store_at(url) as store, store.engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO apscheduler_jobs VALUES (:id, :t, :s)"),
             [
@@ -169,18 +184,18 @@ def test_next_runs_are_read_from_the_scheduler_job_store_table(tmp_path: Path) -
                 {"id": "send", "t": None, "s": pickle.dumps({})},
             ],
         )
-    with store_at(tmp_path) as store:
+    with store_at(url) as store:
         assert store.job_next_runs() == {"publish": when, "send": None}
 
 
 def test_migration_0005_upgrades_a_delivery_store_and_matches_the_metadata(
     tmp_path: Path,
 ) -> None:
-    with store_at(tmp_path) as store:
+    with Store.open(f"sqlite:///{tmp_path / 'state' / 'store.db'}") as store:
         store.downgrade("0004")
         assert not sa.inspect(store.engine).has_table("locks")
         store.save_issue(Issue(1, "2026-11-24", NOW, "T #1", ()))
-    with store_at(tmp_path) as store:
+    with Store.open(f"sqlite:///{tmp_path / 'state' / 'store.db'}") as store:
         inspector = sa.inspect(store.engine)
         for name in ("locks", "job_runs", "apscheduler_jobs"):
             columns = {c["name"] for c in inspector.get_columns(name)}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, cast
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -25,6 +29,7 @@ from publisher.errors import ConfigError, PublisherError
 from publisher.model import (
     CollectReport,
     DeliveryStatus,
+    LockHolder,
     Problem,
     PublishReport,
     SendReport,
@@ -80,6 +85,14 @@ now_option = click.option(
     metavar="ISO",
     callback=_parse_now,
     help="Pretend it is this moment (ISO 8601), for reproducible runs.",
+)
+
+
+# --- scheduling (issue 6)
+wait_option = click.option(
+    "--wait",
+    is_flag=True,
+    help="If another process is publishing or sending, wait for it instead of exiting.",
 )
 
 
@@ -143,8 +156,9 @@ def collect(obj: Context, now: datetime) -> None:
 @click.option(
     "--rebuild", is_flag=True, help="Regenerate every published issue and feed from the store."
 )
+@wait_option
 @click.pass_obj
-def publish(obj: Context, now: datetime, dry_run: bool, rebuild: bool) -> None:
+def publish(obj: Context, now: datetime, dry_run: bool, rebuild: bool, wait: bool) -> None:
     """Publish the articles collected since the last issue as a new dated issue.
 
     Writes issues/<date>/ (web version, article pages, email.html, email.txt,
@@ -153,13 +167,15 @@ def publish(obj: Context, now: datetime, dry_run: bool, rebuild: bool) -> None:
     rewritten, except by --rebuild.
     """
     settings = obj.settings()
-    _publish_and_show(obj, settings, now, dry_run=dry_run, rebuild=rebuild)
+    with _exclusive(obj, settings, "publish", wait=wait, skip=dry_run):
+        _publish_and_show(obj, settings, now, dry_run=dry_run, rebuild=rebuild)
 
 
 @cli.command()
 @now_option
+@wait_option
 @click.pass_obj
-def build(obj: Context, now: datetime) -> None:
+def build(obj: Context, now: datetime, wait: bool) -> None:
     """Collect, then publish: what `make demo` and a daily cron job run.
 
     Files that fail to collect are reported and left out; the rest is
@@ -170,7 +186,8 @@ def build(obj: Context, now: datetime) -> None:
         report = _run(obj, lambda: collect_articles(settings, now, progress))
     _print_problems(obj.err, report.problems)
     _print_collect_table(obj.out, report, settings)
-    _publish_and_show(obj, settings, now, dry_run=False, rebuild=False)
+    with _exclusive(obj, settings, "publish", wait=wait):
+        _publish_and_show(obj, settings, now, dry_run=False, rebuild=False)
     if report.failed:
         sys.exit(1)
 
@@ -370,6 +387,12 @@ $PUBLISHER_SMTP_PASSWORD (see [smtp] password_env).
     help="Queue the failed recipients of ISSUE again, then send it.",
 )
 @now_option
+@wait_option
+@click.option(
+    "--shared",
+    is_flag=True,
+    help="PostgreSQL: join a send under way as one more worker instead of waiting for it.",
+)
 @click.pass_obj
 def send(
     obj: Context,
@@ -378,6 +401,8 @@ def send(
     test_address: str | None,
     retry_issue: int | None,
     now: datetime,
+    wait: bool,
+    shared: bool,
 ) -> None:
     """Deliver an issue's digest to the subscribers (the newest issue by default).
 
@@ -391,7 +416,15 @@ def send(
     if dry_run and test_address:
         raise click.UsageError("use --dry-run or --test, not both")
     settings = obj.settings()
-    with _progress(obj.err, "Writing" if dry_run else "Sending") as progress:
+    if shared and settings.database_url.startswith("sqlite"):
+        raise click.UsageError(
+            "--shared needs a PostgreSQL store; on SQLite one send runs at a time"
+        )
+    alone = not (dry_run or test_address or shared)  # workers share the outbox's row claims
+    with (
+        _exclusive(obj, settings, "send", wait=wait, skip=not alone),
+        _progress(obj.err, "Writing" if dry_run else "Sending") as progress,
+    ):
         report = _run(
             obj,
             lambda: pipeline.send(
@@ -522,8 +555,9 @@ def status(obj: Context, failed_issue: int | None, as_csv: bool, limit: int) -> 
         return
     if not statuses:
         obj.out.print("No issue has been sent yet; see `publisher send --help`.")
-        return
-    _print_delivery_table(obj.out, statuses)
+    else:
+        _print_delivery_table(obj.out, statuses)
+    _print_schedule_status(obj, settings)  # issue 6
 
 
 @cli.command()
@@ -691,3 +725,138 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
         obj.out.file.flush()  # a service manager reading a pipe should see it now
 
     server.serve(settings, host=host, port=port, ready=ready)
+
+
+# ---------------------------------------------------------------- scheduling (issue 6)
+
+
+@contextmanager
+def _exclusive(
+    obj: Context, settings: Settings, name: str, *, wait: bool, skip: bool = False
+) -> Iterator[None]:
+    """Hold the store's `name` lock around a command, as the scheduler's job does; a dry
+    run or a test message (which change nothing) goes without it."""
+    if skip:
+        yield
+        return
+    from publisher import pipeline
+
+    def tell(holder: LockHolder) -> None:
+        obj.err.print(f"waiting for {holder.describe()} ...", markup=False, highlight=False)
+
+    with pipeline.exclusive(settings, name, purpose=f"publisher {name}", wait=wait, on_wait=tell):
+        yield
+
+
+RUN_EPILOG = """\b
+Examples:
+  publisher run                 collect, publish and send as [schedule] in settings.toml says
+  publisher run --once          run each job whose time has come, then exit (for cron)
+  publisher run --wait          stand by while another `publisher run` holds the store,
+                                and take over when it stops
+
+\b
+One log line per job run says what it did. SIGTERM or Ctrl-C stops it cleanly: the
+article or message in hand is finished and recorded, and it exits 0; the next start goes
+on where it stopped. A run missed while it was down is made up once at the start if it is
+at most [schedule] misfire_grace_time late, and skipped with a log line if it is later.
+`publisher status` shows each job's last and next run.
+"""
+
+
+@cli.command(epilog=RUN_EPILOG)
+@click.option("--once", is_flag=True, help="Run every job that is due now, then exit.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another `publisher run` holds the store, wait and take over when it stops.",
+)
+@click.pass_obj
+def run(obj: Context, once: bool, wait: bool) -> None:
+    """Collect, publish and send on the schedule in settings.toml ([schedule]).
+
+    One `publisher run` works a store at a time; a second one exits naming the first
+    (pid, host, since when). The exit status of --once is 1 if a job failed.
+    """
+    from publisher.scheduler import Runner
+
+    settings = obj.settings()
+    _log_job_lines(obj.err)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os.write(2, b"second signal: exiting at once\n")
+            os._exit(130)
+        # Set from a thread: Event.set() inside a signal handler can deadlock with a wait.
+        threading.Thread(target=stop.set, name="stop").start()
+
+    def tell(holder: LockHolder) -> None:
+        logging.getLogger("publisher.scheduler").info("waiting for %s", holder.describe())
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        failed = Runner(settings, stop).run(once=once, wait=wait, on_wait=tell)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if once and failed:
+        sys.exit(1)
+
+
+def _log_job_lines(err: Console) -> None:
+    """`run` logs one line per job: plain timestamped lines for journald and cron mail, the
+    rich handler on a terminal. APScheduler's INFO chatter shows only with -v, and its
+    executor's missed-run warning never (the scheduler logs a clearer line)."""
+    root = logging.getLogger()
+    if not err.is_terminal:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
+        root.handlers = [handler]
+    if root.level > logging.INFO:
+        logging.getLogger("publisher.scheduler").setLevel(logging.INFO)
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
+
+
+def _when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return "" if moment is None else f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+
+
+def _print_schedule_status(obj: Context, settings: Settings) -> None:
+    from publisher import pipeline
+
+    status = pipeline.schedule_status(settings)
+    if not any(job.schedule or job.last for job in status.jobs):
+        return
+    zone = settings.schedule_zone
+    table = Table(title=f"Schedule ({status.zone})", title_justify="left")
+    for column in ("job", "schedule", "last run"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("result", ratio=1)  # the one column that wraps on a narrow terminal
+    table.add_column("next run", no_wrap=True)
+    styles = {"ok": "green", "failed": "red", "missed": "yellow", "stopped": "yellow"}
+    for job in status.jobs:
+        last = job.last
+        if last is None:
+            when, result = "never", Text("")
+        else:
+            when = _when(last.finished_at or last.started_at or last.scheduled_for, zone)
+            result = Text(last.outcome, style=styles.get(last.outcome, ""))
+            if last.summary:
+                result.append(f": {last.summary}")
+        table.add_row(
+            job.job,
+            Text(job.schedule or "not scheduled"),
+            when,
+            result,
+            _when(job.next_run, zone) or ("-" if not job.schedule else "at the next start"),
+        )
+    obj.out.print(table)
+    runner = next((h for h in status.locks if h.name == "scheduler"), None)
+    line = f"running: {runner.describe()}" if runner else "not running"
+    obj.out.print(f"publisher run: {line}", markup=False, highlight=False)
+    for holder in status.locks:
+        if holder.name != "scheduler":
+            obj.out.print(f"{holder.name} lock: {holder.describe()}", markup=False, highlight=False)

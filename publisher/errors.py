@@ -51,3 +51,7 @@ class WriteError(PublisherError):
 
 class DeliveryError(PublisherError):
     """A message could not be built or handed to the SMTP server."""
+
+
+class LockedError(PublisherError):
+    """Another process holds the lock this work needs (issue 6)."""

@@ -366,3 +366,65 @@ class ConfirmResult:
     outcome: ConfirmOutcome
     email: str = ""  # empty for an invalid link
     notice: Notice | None = None  # the welcome, only the first time
+
+
+# ---------------------------------------------------------------- scheduling (issue 6)
+
+JobOutcome = Literal["running", "ok", "failed", "stopped", "missed"]
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds a named lock in the store: which process on which machine, since when."""
+
+    name: str  # "scheduler", "publish", "send"
+    pid: int
+    host: str
+    purpose: str  # what the holder is doing, e.g. "publisher run"
+    since: datetime  # aware, UTC
+    heartbeat_at: datetime  # aware, UTC; refreshed while the holder works
+
+    def describe(self) -> str:
+        return (
+            f"{self.purpose} (pid {self.pid} on {self.host}, "
+            f"since {self.since:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """The last run of a scheduled job (collect, publish or send)."""
+
+    job: str
+    outcome: JobOutcome
+    started_at: datetime | None = None  # aware, UTC
+    finished_at: datetime | None = None
+    scheduled_for: datetime | None = None  # the due time, for a run that was missed
+    summary: str = ""  # the log line's text
+    issue_number: int | None = None  # publish: the issue it published
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One scheduled job as `publisher status` shows it."""
+
+    job: str
+    schedule: str  # as written in [schedule]; "" = not scheduled
+    last: JobRun | None
+    next_run: datetime | None  # aware, UTC; None = not in the job store (yet)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStatus:
+    jobs: tuple[JobStatus, ...]
+    zone: str  # the zone the schedule is read in
+    locks: tuple[LockHolder, ...]  # who holds what right now
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryBacklog:
+    """Where the newest issue's delivery stands, to decide whether a send should run now."""
+
+    issue: Issue | None  # the newest issue; None: nothing published yet
+    queued: bool  # its outbox rows exist: a send has started it
+    due: int  # rows pending or deferred and due now

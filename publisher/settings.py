@@ -243,6 +243,34 @@ class ServerSettings(_Section):
         return tuple(out)
 
 
+# --- scheduling (issue 6)
+
+
+class ScheduleSettings(_Section):
+    # Each job: a crontab line ("0 7 * * mon-fri"), an interval ("every 30m"), or "" for never.
+    collect: str = ""
+    publish: str = ""
+    send: str = ""
+    send_after_publish: bool = True
+    misfire_grace_time: Annotated[int, Field(ge=1)] = 3600  # seconds a missed run may be late
+    timezone: str = ""  # "" = [site] timezone
+    lock_timeout: Annotated[int, Field(ge=5)] = 120  # seconds without a heartbeat: holder dead
+
+    @field_validator("collect", "publish", "send")
+    @classmethod
+    def _timespec(cls, value: str) -> str:
+        from publisher.timespec import parse_timespec
+
+        if value.strip():
+            parse_timespec(value)  # a ValueError here names the key with the problem
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return SiteSettings._known_zone(value) if value else value
+
+
 class Settings(_Section):
     site: SiteSettings
     articles: ArticlesSettings = ArticlesSettings()
@@ -254,6 +282,7 @@ class Settings(_Section):
     delivery: DeliverySettings = DeliverySettings()
     sources: SourcesSettings = SourcesSettings()
     server: ServerSettings = ServerSettings()
+    schedule: ScheduleSettings = ScheduleSettings()  # issue 6
     # Relative paths in the file are relative to the folder the file is in.
     base_dir: Path = Path()
     source_file: Path = Path("settings.toml")
@@ -278,6 +307,11 @@ class Settings(_Section):
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.site.timezone)
+
+    @property
+    def schedule_zone(self) -> zoneinfo.ZoneInfo:
+        """The zone cron lines in [schedule] are read in (issue 6)."""
+        return zoneinfo.ZoneInfo(self.schedule.timezone or self.site.timezone)
 
     def secret(self, env_name: str) -> str | None:
         """A secret from the environment variable the settings name; never from the file."""

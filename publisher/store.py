@@ -26,6 +26,8 @@ from publisher.model import (
     FailedDelivery,
     FeedState,
     Issue,
+    JobRun,
+    LockHolder,
     OutboxItem,
     SourceKind,
     Subscriber,
@@ -33,7 +35,7 @@ from publisher.model import (
 )
 
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 metadata = sa.MetaData()
@@ -126,6 +128,42 @@ outbox_table = sa.Table(
     sa.Index("ix_outbox_due", "issue_number", "state", "next_attempt_at"),
     sa.Index("ix_outbox_sent_at", "sent_at"),
     sa.Index("ix_outbox_subscriber", "subscriber_id"),
+)
+
+
+# --- scheduling (issue 6): mirrors migrations/versions/0005_locks.py
+locks_table = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("token", sa.String(32), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("purpose", sa.String(120), nullable=False),
+    sa.Column("since", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+job_runs_table = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("job", sa.String(40), primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("scheduled_for", sa.DateTime),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("issue_number", sa.Integer),
+    sa.CheckConstraint(
+        "outcome IN ('running', 'ok', 'failed', 'stopped', 'missed')", name="ck_job_runs_outcome"
+    ),
+)
+# APScheduler's own table (its SQLAlchemyJobStore reads and writes it); we only read next runs.
+apscheduler_jobs_table = sa.Table(
+    "apscheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
 )
 
 
@@ -1137,6 +1175,144 @@ class Store:
                 .where(t.c.source_kind == "feed", t.c.source == old_url)
                 .values(source=new_url)
             )
+
+    # ------------------------------------------------------------------ locks, job runs (issue 6)
+
+    @_wrap_errors
+    def acquire_lock(
+        self,
+        name: str,
+        *,
+        token: str,
+        pid: int,
+        host: str,
+        purpose: str,
+        now: datetime,
+        stale_before: datetime,
+        alive: Callable[[int], bool],
+    ) -> tuple[bool, LockHolder | None]:
+        """Take the named lock for the holder `token` in one transaction.
+
+        Returns (True, None) when it was free; (True, previous) when it was taken over from a
+        dead holder (on this host with its process gone, or silent since `stale_before`);
+        (False, holder) when a live holder has it. Two takers of one dead lock never both win:
+        the takeover only replaces the row it read.
+        """
+        t = locks_table
+        values = {
+            "name": name,
+            "token": token,
+            "pid": pid,
+            "host": host[:255],
+            "purpose": purpose[:120],
+            "since": _to_db(now),
+            "heartbeat_at": _to_db(now),
+        }
+        # RETURNING says whether the row went in: an INSERT's rowcount is -1 on psycopg 3.
+        insert = self._insert_ignore(t).values(values).returning(t.c.name)
+        with self._writing(), self.engine.begin() as conn:
+            for _ in range(2):
+                if conn.execute(insert).first() is not None:
+                    return True, None
+                row = conn.execute(sa.select(t).where(t.c.name == name)).first()
+                if row is not None:
+                    break
+            else:  # pragma: no cover - freed and taken again between every statement
+                return False, None
+            holder = _holder_from_row(row)
+            dead = (row.host == host and not alive(int(row.pid))) or (
+                holder.heartbeat_at < stale_before
+            )
+            if not dead:
+                return False, holder
+            replace = t.update().where(t.c.name == name, t.c.token == row.token).values(values)
+            taken = conn.execute(replace).rowcount == 1
+            return taken, holder
+
+    @_wrap_errors
+    def refresh_lock(self, name: str, token: str, *, now: datetime) -> bool:
+        """The holder's heartbeat; False when the lock is no longer this holder's."""
+        t = locks_table
+        query = (
+            t.update().where(t.c.name == name, t.c.token == token).values(heartbeat_at=_to_db(now))
+        )
+        with self._writing(), self.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
+
+    @_wrap_errors
+    def release_lock(self, name: str, token: str) -> bool:
+        """Free the lock if this holder still has it; False when it had been taken over."""
+        t = locks_table
+        query = t.delete().where(t.c.name == name, t.c.token == token)
+        with self._writing(), self.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
+
+    @_wrap_errors
+    def lock_holders(self) -> list[LockHolder]:
+        """Every held lock, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(locks_table).order_by(locks_table.c.name))
+            return [_holder_from_row(row) for row in rows]
+
+    @_wrap_errors
+    def save_job_run(self, run: JobRun) -> None:
+        """Record the latest run of a job, replacing the one before."""
+        t = job_runs_table
+        values = {
+            "outcome": run.outcome,
+            "started_at": _to_db(run.started_at),
+            "finished_at": _to_db(run.finished_at),
+            "scheduled_for": _to_db(run.scheduled_for),
+            "summary": run.summary[:2000],
+            "issue_number": run.issue_number,
+        }
+        with self._writing(), self.engine.begin() as conn:
+            if conn.execute(t.update().where(t.c.job == run.job).values(values)).rowcount == 0:
+                conn.execute(self._insert_ignore(t).values(job=run.job, **values))
+
+    @_wrap_errors
+    def job_runs(self) -> dict[str, JobRun]:
+        """Job name -> its latest recorded run."""
+        with self.engine.connect() as conn:
+            return {
+                row.job: JobRun(
+                    job=row.job,
+                    outcome=row.outcome,
+                    started_at=_from_db(row.started_at),
+                    finished_at=_from_db(row.finished_at),
+                    scheduled_for=_from_db(row.scheduled_for),
+                    summary=row.summary or "",
+                    issue_number=row.issue_number,
+                )
+                for row in conn.execute(sa.select(job_runs_table))
+            }
+
+    @_wrap_errors
+    def job_next_runs(self) -> dict[str, datetime | None]:
+        """Job id -> when the scheduler's job store will next run it (None: paused)."""
+        t = apscheduler_jobs_table
+        with self.engine.connect() as conn:
+            return {
+                job_id: None if when is None else datetime.fromtimestamp(when, UTC)
+                for job_id, when in conn.execute(sa.select(t.c.id, t.c.next_run_time))
+            }
+
+    def job_store(self) -> Any:
+        """APScheduler's SQLAlchemyJobStore on this store's engine and its migrated table."""
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        return SQLAlchemyJobStore(engine=self.engine, tablename=apscheduler_jobs_table.name)
+
+
+def _holder_from_row(row: sa.Row[Any]) -> LockHolder:
+    return LockHolder(
+        name=row.name,
+        pid=int(row.pid),
+        host=row.host,
+        purpose=row.purpose,
+        since=row.since.replace(tzinfo=UTC),
+        heartbeat_at=row.heartbeat_at.replace(tzinfo=UTC),
+    )
 
 
 def _subscriber_from_row(row: sa.Row[Any]) -> Subscriber:

@@ -126,6 +126,7 @@ class OutboxRun:
         total: int = 0,
         progress: Callable[[int, int], None] | None = None,
         rng: random.Random | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.factory = factory
@@ -147,6 +148,7 @@ class OutboxRun:
         self._live = 0
         self._pending = 0  # jobs handed to the queue and not yet done
         self._idle = threading.Condition(self._lock)
+        self._outer_stop = stop  # set from outside (SIGTERM in `publisher run`)
 
     def run(self) -> Tally:
         """Send every due row; returns the tally. Raises ConnectError when no connection can
@@ -160,6 +162,12 @@ class OutboxRun:
         ]
         for thread in threads:
             thread.start()
+        ended = threading.Event()
+        if self._outer_stop is not None:
+            watcher = threading.Thread(
+                target=self._watch, args=(self._outer_stop, ended), name="stop-watch", daemon=True
+            )
+            watcher.start()
         try:
             self._produce()
         except BaseException as exc:
@@ -170,11 +178,20 @@ class OutboxRun:
                 self._put(None, threads)
             for thread in threads:
                 thread.join()
+            ended.set()
             # Rows claimed but not attempted go back untouched for the next run.
             self.store.release_claims(worker=self.worker)
         if self.tally.errors:
             raise self.tally.errors[0]
         return self.tally
+
+    def _watch(self, outer: threading.Event, ended: threading.Event) -> None:
+        """A stop asked from outside halts the run as an error would: messages in hand are
+        finished and recorded, queued ones go back to the outbox."""
+        while not ended.is_set():
+            if outer.wait(_PUT_WAIT):
+                self._halt("stopped on request; the rest stays queued for the next run")
+                return
 
     def _produce(self) -> None:
         while not self._stop.is_set():

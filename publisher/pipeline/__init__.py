@@ -15,6 +15,14 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time __getattr__ finds 
     from publisher.pipeline.collection import collect as collect
     from publisher.pipeline.publication import PARALLEL_REBUILD_MIN as PARALLEL_REBUILD_MIN
     from publisher.pipeline.publication import publish as publish
+    from publisher.pipeline.scheduling import JOB_NAMES as JOB_NAMES
+    from publisher.pipeline.scheduling import check_send_ready as check_send_ready
+    from publisher.pipeline.scheduling import delivery_backlog as delivery_backlog
+    from publisher.pipeline.scheduling import exclusive as exclusive
+    from publisher.pipeline.scheduling import job_runs as job_runs
+    from publisher.pipeline.scheduling import open_job_store as open_job_store
+    from publisher.pipeline.scheduling import record_job_run as record_job_run
+    from publisher.pipeline.scheduling import schedule_status as schedule_status
     from publisher.pipeline.sending import add_subscriber as add_subscriber
     from publisher.pipeline.sending import delivery_status as delivery_status
     from publisher.pipeline.sending import export_subscribers as export_subscribers
@@ -35,6 +43,19 @@ _HOMES = {
     "PARALLEL_REBUILD_MIN": "publication",
     **dict.fromkeys(
         ("Subscriptions", "confirm", "subscribe", "subscriber_address"), "subscriptions"
+    ),
+    **dict.fromkeys(
+        (
+            "JOB_NAMES",
+            "check_send_ready",
+            "delivery_backlog",
+            "exclusive",
+            "job_runs",
+            "open_job_store",
+            "record_job_run",
+            "schedule_status",
+        ),
+        "scheduling",
     ),
     **dict.fromkeys(
         (

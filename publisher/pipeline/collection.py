@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from datetime import datetime
 
 from slugify import slugify
@@ -30,11 +31,16 @@ log = logging.getLogger(__name__)
 
 
 def collect(
-    settings: Settings, *, now: datetime, progress: Progress | None = None
+    settings: Settings,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> CollectReport:
     """Read new or changed article files, then poll the feeds that are due, into the store.
 
     One transaction per file and per feed; a failing file or feed is a problem in the report.
+    A set `stop` ends the run after the file in hand; the rest is read next time.
     """
     root = settings.articles_dir
     has_files = root.is_dir()
@@ -46,8 +52,10 @@ def collect(
         )
     with Store.open(settings.database_url) as store:
         # A site that only follows feeds needs no articles folder.
-        report = _collect_files(store, settings, now, progress) if has_files else CollectReport()
-        if settings.sources.feeds:
+        report = (
+            _collect_files(store, settings, now, progress, stop) if has_files else CollectReport()
+        )
+        if settings.sources.feeds and not (stop is not None and stop.is_set()):
             # Imported here: httpx and feedparser load only for sites that follow feeds.
             from publisher.pipeline.feed_collection import collect_feeds
 
@@ -56,7 +64,11 @@ def collect(
 
 
 def _collect_files(
-    store: Store, settings: Settings, now: datetime, progress: Progress | None
+    store: Store,
+    settings: Settings,
+    now: datetime,
+    progress: Progress | None,
+    stop: threading.Event | None = None,
 ) -> CollectReport:
     files, refused = scan_article_files(settings.articles_dir)
     shown = settings.articles.dir.rstrip("/")
@@ -65,6 +77,8 @@ def _collect_files(
     taken: set[str] | None = None  # loaded on the first new article only
     new = updated = unchanged = 0
     for done, file in enumerate(files, start=1):
+        if stop is not None and stop.is_set():
+            break  # stopping: files not read yet are read by the next run
         state = states.get(file.key)
         where = f"{shown}/{file.key}"
         if (

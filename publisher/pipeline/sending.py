@@ -9,6 +9,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -183,13 +184,15 @@ def send(
     retry_failed: bool = False,
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Deliver an issue (the newest by default) to every active subscriber, exactly once.
 
     The first run creates the issue's outbox rows; every run sends the rows that are due and
     records each outcome as it happens, so a crashed or stopped run just resumes.
     `dry_run` writes .eml files instead; `test_address` sends one message and leaves the
-    outbox alone; `retry_failed` queues the failed rows again first.
+    outbox alone; `retry_failed` queues the failed rows again first. A set `stop` ends the
+    run once the messages in hand are sent and recorded; the rest stays queued.
     """
     clock = clock or _running_clock(now)
     with Store.open(settings.database_url) as store:
@@ -235,6 +238,7 @@ def send(
                     worker=_worker_name(),
                     total=total,
                     progress=progress,
+                    stop=stop,
                 )
                 tally = run.run()
         return SendReport(

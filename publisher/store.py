@@ -662,7 +662,8 @@ class Store:
         """Insert a subscriber unless the address is there; returns (subscriber, created)."""
         t = subscribers_table
         with self._writing(), self.engine.begin() as conn:
-            result = conn.execute(
+            # preserve_rowcount: psycopg 3 otherwise reports -1 for an INSERT.
+            result = conn.execution_options(preserve_rowcount=True).execute(
                 self._insert_ignore(t).values(
                     email=email,
                     name=name,
@@ -816,7 +817,8 @@ class Store:
             ["issue_number", "subscriber_id", "state", "attempts", "next_attempt_at"], source
         )
         with self._writing(), self.engine.begin() as conn:
-            return int(conn.execute(insert).rowcount or 0)
+            # preserve_rowcount: psycopg 3 otherwise reports -1 for an INSERT ... SELECT.
+            return int(conn.execution_options(preserve_rowcount=True).execute(insert).rowcount or 0)
 
     @_wrap_errors
     def has_outbox(self, issue_number: int) -> bool:

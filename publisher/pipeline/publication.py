@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -170,15 +171,24 @@ def _render_issues(
         for issue, articles in jobs:
             yield (issue, *_render_issue_job(settings, env, issue, articles))
         return
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-        results = pool.map(_render_issue_in_worker, jobs, [settings] * len(jobs), chunksize=4)
-        for (issue, _articles), (files, issue_problems) in zip(jobs, results, strict=True):
+    # The first issue is rendered here, before the workers start: that imports premailer, parses
+    # the theme's stylesheet and compiles the templates, and forked workers inherit all of it
+    # (with the environment itself) instead of each paying for it again.
+    (first, first_articles), rest = jobs[0], jobs[1:]
+    yield (first, *_render_issue_job(settings, env, first, first_articles))
+    context = multiprocessing.get_context()
+    inherited = env if context.get_start_method() == "fork" else None  # else it is pickled
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, inherited)
+    ) as pool:
+        results = pool.map(_render_issue_in_worker, rest, [settings] * len(rest), chunksize=4)
+        for (issue, _articles), (files, issue_problems) in zip(rest, results, strict=True):
             yield issue, files, issue_problems
 
 
-def _init_worker(settings: Settings) -> None:
+def _init_worker(settings: Settings, env: Environment | None) -> None:
     global _worker_env  # per-process state of a pool worker, set once at its start
-    _worker_env = make_environment(settings)
+    _worker_env = env if env is not None else make_environment(settings)
 
 
 def _render_issue_in_worker(

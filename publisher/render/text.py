@@ -11,6 +11,7 @@ WIDTH = 78  # RFC 5322 asks for lines of at most 78 characters where possible
 MAX_LINE_OCTETS = 998  # RFC 5322's hard limit, without the CRLF
 
 _SPACE = re.compile(r"[ \t\r\n\f]+")
+_UNTIDY = re.compile(r"[\t\r\n\f]|  ")  # anything _SPACE would change
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _BLOCKS = {
     "address", "article", "aside", "blockquote", "caption", "dd", "div", "dl", "dt", "figcaption",
@@ -23,22 +24,35 @@ def wrap(text: str, *, width: int = WIDTH, first: str = "", rest: str = "") -> s
     """Fill one paragraph to `width`; words longer than a line (URLs) stay whole.
 
     A greedy fill, as textwrap does without hyphen or long-word breaking, at a fraction of its
-    cost: a rebuild wraps every paragraph of every issue.
+    cost: a rebuild wraps every paragraph of every issue. Each line ends at the last space
+    that fits, found by str.rfind rather than by adding up words one at a time.
     """
-    words = _SPACE.sub(" ", text).strip(" ").split(" ")  # ASCII spaces only: NBSP holds
-    if words == [""]:
+    words = _tidy(text).strip(" ")  # ASCII spaces only: NBSP holds
+    if not words:
         return first.rstrip()
     lines: list[str] = []
-    line, size = first + words[0], len(first) + len(words[0])
-    for word in words[1:]:
-        if size + 1 + len(word) <= width:
-            line += " " + word
-            size += 1 + len(word)
-        else:
-            lines.append(line)
-            line, size = rest + word, len(rest) + len(word)
-    lines.append(line)
+    prefix, start, end = first, 0, len(words)
+    while True:
+        room = width - len(prefix)
+        if end - start <= room:
+            lines.append(prefix + words[start:])
+            break
+        # Words are now separated by single spaces and words[start] is not one.
+        cut = words.rfind(" ", start, start + room + 1) if room > 0 else -1
+        if cut < 0:  # the first word alone is too long: it gets the line to itself
+            cut = words.find(" ", start)
+            if cut < 0:
+                lines.append(prefix + words[start:])
+                break
+        lines.append(prefix + words[start:cut])
+        prefix, start = rest, cut + 1
     return "\n".join(lines)
+
+
+def _tidy(text: str) -> str:
+    """Runs of ASCII whitespace as one space; most text has none to tidy, and searching is far
+    cheaper than substituting every single space with itself."""
+    return _SPACE.sub(" ", text) if _UNTIDY.search(text) else text
 
 
 def heading(text: str, underline: str = "=") -> str:
@@ -107,7 +121,7 @@ class _Writer:
     def flush(self, underline: str = "", *, tight: bool = False) -> None:
         raw = "".join(self.inline)
         self.inline = []
-        lines = [_SPACE.sub(" ", part).strip() for part in raw.split("\n")]
+        lines = [_tidy(part).strip() for part in raw.split("\n")]
         lines = [line for line in lines if line]
         if not lines:
             return

@@ -47,6 +47,11 @@ Examples:
   publisher publish --now 2026-11-24T07:00:00+01:00
                                          publish as of that moment (reproducible)
   publisher publish --rebuild            regenerate every issue and feed from the store
+  publisher subscribers import list.csv  add subscribers (columns: email[,name])
+  publisher send                         deliver the newest issue, exactly once each
+  publisher status                       what was sent, what waits, what failed
+  publisher run                          collect, publish and send on the schedule
+  publisher serve                        the site, with subscribe and unsubscribe
   publisher --settings site.toml collect use another settings file
   publisher -v collect                   also show what happens, file by file
 

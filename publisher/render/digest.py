@@ -65,10 +65,13 @@ def default_theme_dir() -> Path:
     return bundled if bundled.is_dir() else package.parent / "templates"
 
 
-def make_environment(settings: Settings) -> jinja2.Environment:
+def make_environment(
+    settings: Settings, *, bytecode_cache: jinja2.BytecodeCache | None = None
+) -> jinja2.Environment:
     """A Jinja2 environment whose templates come from site.theme_dir first, then the default.
 
-    Autoescaping is on for every .html template; an undefined variable is an error.
+    Autoescaping is on for every .html template; an undefined variable is an error. A
+    `bytecode_cache` spares recompiling unchanged templates on every run (keyed by source).
     """
     default = default_theme_dir()
     if not default.is_dir():
@@ -95,6 +98,7 @@ def make_environment(settings: Settings) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,
+        bytecode_cache=bytecode_cache,
     )
     zone = settings.zone
     env.filters.update(

@@ -87,9 +87,18 @@ def bench_publish_one(tmp: Path) -> tuple[float, float]:
     fill_store(site, 10_050, 200, 50)  # 10,000 published in 200 issues, 50 waiting
     # The archive on disk (feeds, archive page) as a real site would have it.
     run_python(PUBLISH.format(now="2025-06-01T08:00:00+00:00", rebuild=True), cwd=site)
-    measured = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=False), cwd=site)
-    assert "issue 201 0" in measured.stdout, measured.stdout
-    return measured.seconds, measured.peak_rss_mb
+    store = site / "state" / "bench.db"
+    shutil.copy(store, store.with_suffix(".before"))
+    runs = []
+    for _ in range(REPEAT):
+        # The same publish each time: the store as it was, and no issue folder yet.
+        shutil.copy(store.with_suffix(".before"), store)
+        shutil.rmtree(site / "issues" / "2026-11-24", ignore_errors=True)
+        run = run_python(PUBLISH.format(now="2026-11-24T07:00:00+00:00", rebuild=False), cwd=site)
+        assert "issue 201 0" in run.stdout, run.stdout
+        runs.append(run)
+    best = min(runs, key=lambda run: run.seconds)
+    return best.seconds, max(run.peak_rss_mb for run in runs)
 
 
 def write_markdown_articles(folder: Path, count: int) -> None:
@@ -197,7 +206,7 @@ def main() -> None:
     else:
         rows.append(["hugo", "not on PATH (apt-get install hugo)", "-", ""])
     print_table(
-        "publish (wall seconds, best of 3 for the side-by-side runs; in-process, imports included)",
+        "publish (wall seconds, best of 3 runs each; in-process, imports included)",
         ["run", "seconds", "target", "note"],
         rows,
     )

@@ -97,6 +97,7 @@ class IssueSummary:
     title: str  # e.g. "The Sample Dispatch #12: Harbour lights return"
     url: str  # absolute URL of the issue's web version (<site.url><folder>/)
     article_titles: tuple[str, ...]
+    more_articles: int = 0  # articles beyond the titles listed (the archive lists a few)
 
 
 @dataclass(frozen=True, slots=True)

@@ -597,6 +597,46 @@ class Store:
             )
 
     @_wrap_errors
+    def issue_listing(self, titles_per_issue: int) -> list[tuple[Issue, tuple[str, ...], int]]:
+        """Every issue newest first with its first article titles and its article count.
+
+        For the archive page: two bounded queries, so its cost does not grow with the number
+        of articles per issue. `article_ids` is left empty.
+        """
+        it, ia, t = issues_table, issue_articles_table, articles_table
+        count = (
+            sa.select(sa.func.count())
+            .where(ia.c.issue_number == it.c.number)
+            .scalar_subquery()
+            .label("articles")
+        )
+        titles: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            issues = conn.execute(sa.select(it, count).order_by(it.c.number.desc())).all()
+            rows = conn.execute(
+                sa.select(ia.c.issue_number, t.c.title)
+                .join(t, t.c.id == ia.c.article_id)
+                .where(ia.c.position < titles_per_issue)
+                .order_by(ia.c.issue_number, ia.c.position)
+            )
+            for number, title in rows:
+                titles.setdefault(number, []).append(title)
+        return [
+            (
+                Issue(
+                    number=row.number,
+                    folder=row.folder,
+                    published_at=row.published_at.replace(tzinfo=UTC),
+                    title=row.title,
+                    article_ids=(),
+                ),
+                tuple(titles.get(row.number, ())),
+                int(row.articles),
+            )
+            for row in issues
+        ]
+
+    @_wrap_errors
     def articles_by_id(self, article_ids: list[str]) -> dict[str, Article]:
         if not article_ids:
             return {}

@@ -243,3 +243,20 @@ def test_email_eml_is_the_whole_message_a_test_recipient_would_get(site: Site) -
     # The HTML part is email.html as written (CSS inlined once, at publish), in CRLF lines.
     written = (site.root / "issues/2026-11-24/email.html").read_text(encoding="utf-8")
     assert html.replace("\r\n", "\n") == written
+
+
+def test_the_archive_lists_a_few_titles_per_issue_and_issues_xml_all(site: Site) -> None:
+    for n in range(8):
+        site.write(
+            f"story-{n}.md", f"---\ndate: 2026-11-2{n % 3}\n---\n# Story number {n}\n\nText.\n"
+        )
+    collect(site.settings(), now=NOW)
+    publish(site.settings(), now=MORNING)
+    archive = (site.root / "issues" / "index.html").read_text(encoding="utf-8")
+    assert archive.count("<li>Story number ") == 5
+    assert '<a href="2026-11-24/index.html">and 3 more</a>' in archive
+    issues_feed = feedparser.parse((site.root / "issues" / "issues.xml").read_bytes())
+    listed = issues_feed.entries[0].summary + issues_feed.entries[0].get("content", [{}])[0].get(
+        "value", ""
+    )
+    assert all(f"Story number {n}" in listed for n in range(8))

@@ -74,3 +74,19 @@ def test_an_article_can_be_in_one_issue_only(tmp_path: Path) -> None:
         assert [a.id for a in store.unissued_articles()] == [two.id]
         assert store.get_issue() == issue
         assert store.issues_with_titles() == [(issue, (one.title,))]
+
+
+def test_issue_listing_gives_first_titles_and_counts(tmp_path: Path) -> None:
+    articles = [make_article(n) for n in range(1, 8)]
+    with Store.open(db_url(tmp_path)) as store:
+        for article in articles:
+            store.save_article(article)
+        first = Issue(1, "2026-11-24", articles[0].date, "T #1", tuple(a.id for a in articles[:6]))
+        second = Issue(2, "2026-11-25", articles[0].date, "T #2", (articles[6].id,))
+        store.save_issue(first)
+        store.save_issue(second)
+        listing = store.issue_listing(titles_per_issue=2)
+    assert [(issue.number, titles, total) for issue, titles, total in listing] == [
+        (2, (articles[6].title,), 1),
+        (1, (articles[0].title, articles[1].title), 6),
+    ]

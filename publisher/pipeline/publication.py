@@ -158,6 +158,9 @@ def _render_issue(
     return files, digest.form
 
 
+# The archive lists this many article titles per issue, then "and N more": its size (and the
+# cost of every publish) must not grow with the articles of every past issue.
+ARCHIVE_TITLES = 5
 # A rebuild writes this many issue folders with one durability pass (bounded memory).
 REBUILD_WRITE_BATCH = 10
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
@@ -272,7 +275,10 @@ class _ImageOnDisk:
         return (self.folder / name).is_file()
 
 
-def issue_summary(settings: Settings, issue: Issue, titles: tuple[str, ...]) -> IssueSummary:
+def issue_summary(
+    settings: Settings, issue: Issue, titles: tuple[str, ...], *, total: int | None = None
+) -> IssueSummary:
+    """`total`: how many articles the issue carries when `titles` lists only the first few."""
     return IssueSummary(
         number=issue.number,
         folder=issue.folder,
@@ -280,6 +286,7 @@ def issue_summary(settings: Settings, issue: Issue, titles: tuple[str, ...]) -> 
         title=issue.title,
         url=f"{settings.site.url}{issue.folder}/",
         article_titles=titles,
+        more_articles=max(0, (total or 0) - len(titles)),
     )
 
 
@@ -308,13 +315,20 @@ def _render_site(
         _published(settings, article, folder, _ImageOnDisk(settings.output_dir / folder))
         for article, folder in store.published_articles(settings.feeds.max_items)
     ]
-    summaries = [issue_summary(settings, i, titles) for i, titles in store.issues_with_titles()]
+    recent = [
+        issue_summary(settings, issue, titles)
+        for issue, titles in store.issues_with_titles(settings.feeds.max_items)
+    ]
+    archive = [
+        issue_summary(settings, issue, titles, total=total)
+        for issue, titles, total in store.issue_listing(ARCHIVE_TITLES)
+    ]
     files = {
         "feed.xml": render_rss(settings, latest, now),
         "atom.xml": render_atom(settings, latest, now),
         "feed.json": render_json_feed(settings, latest, now),
-        "issues.xml": render_issues_feed(settings, summaries[: settings.feeds.max_items], now),
-        "index.html": render_archive(env, settings, summaries),
+        "issues.xml": render_issues_feed(settings, recent, now),
+        "index.html": render_archive(env, settings, archive),
     }
     files.update(render_assets(env, settings))
     return files

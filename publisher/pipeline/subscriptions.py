@@ -25,6 +25,7 @@ from publisher.model import (
     ConfirmResult,
     IssueSummary,
     Notice,
+    NoticeKind,
     Subscriber,
     SubscribeResult,
     UnsubscribeResult,
@@ -39,7 +40,7 @@ from publisher.pipeline.sending import (
 from publisher.render.digest import (
     make_environment,
 )
-from publisher.render.notices import render_confirm_mail, render_welcome_mail  # server (issue 7)
+from publisher.render.notices import MailText, render_confirm_mail, render_welcome_mail
 from publisher.settings import Settings
 from publisher.store import Store
 
@@ -100,18 +101,9 @@ class Subscriptions:
             confirm_url=f"{self.settings.site.url}confirm?token={token}",
             ttl_hours=self.settings.server.confirm_ttl_hours,
         )
-        notice = build_notice(
-            self.identity,
-            kind="confirm",
-            subscriber_id=subscriber.id,
-            recipient=subscriber.email,
-            subject=mail.subject,
-            text=mail.text,
-            html=mail.html,
-            date=now,
-            signer=self.signer,
+        return SubscribeResult(
+            subscriber.email, before, self._notice("confirm", subscriber, mail, now)
         )
-        return SubscribeResult(subscriber.email, before, notice)
 
     def confirm(self, token: str, *, now: datetime) -> ConfirmResult:
         """Make the link's subscriber active and build their welcome, once.
@@ -149,16 +141,27 @@ class Subscriptions:
             latest=self.latest_issue(),
             unsubscribe_url=link,
         )
+        return self._notice("welcome", subscriber, mail, now, unsubscribe=(link, token))
+
+    def _notice(
+        self,
+        kind: NoticeKind,
+        subscriber: Subscriber,
+        mail: MailText,
+        now: datetime,
+        *,
+        unsubscribe: tuple[str, str] | None = None,
+    ) -> Notice:
         return build_notice(
             self.identity,
-            kind="welcome",
+            kind=kind,
             subscriber_id=subscriber.id,
             recipient=subscriber.email,
             subject=mail.subject,
             text=mail.text,
             html=mail.html,
             date=now,
-            unsubscribe=(link, token),
+            unsubscribe=unsubscribe,
             signer=self.signer,
         )
 

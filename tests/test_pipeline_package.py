@@ -32,3 +32,12 @@ def test_collect_loads_no_renderer_smtp_or_http_code() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_feed_polling_process_leaves_feedparser_to_the_parse_workers() -> None:
+    code = (
+        "import sys, publisher.pipeline.feed_collection; "
+        "print(sorted(m for m in ('httpx', 'feedparser', 'chardet') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['httpx']"

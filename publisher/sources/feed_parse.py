@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import html
-import io
 import json
 import re
 from collections import Counter
@@ -14,10 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-from xml.sax.expatreader import ExpatParser
-
-import feedparser
-import feedparser.api
 
 from publisher.errors import SourceError
 from publisher.sources.clean import html_to_text, normalize_text, sanitize_html, shorten
@@ -25,10 +19,11 @@ from publisher.sources.clean import html_to_text, normalize_text, sanitize_html,
 TITLE_MAX = 200
 SUMMARY_MAX = 300
 JSON_FEED_VERSION_PREFIX = "https://jsonfeed.org/version/1"
-_HTML_TYPES = {"text/html", "application/xhtml+xml", "html", "xhtml"}
-_WHITESPACE = re.compile(r"\s+")
+HTML_TYPES = {"text/html", "application/xhtml+xml", "html", "xhtml"}
+WHITESPACE = re.compile(r"\s+")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_BLOCK_TAG = re.compile(r"<(?:p|div|ul|ol|dl|h[1-6]|blockquote|pre|table|figure|hr)\b", re.I)
+NOT_A_FEED_HINT = "check the feed's url in settings.toml; it must serve RSS, Atom or JSON Feed"
+BLOCK_TAG = re.compile(r"<(?:p|div|ul|ol|dl|h[1-6]|blockquote|pre|table|figure|hr)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,178 +63,11 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime.endswith("json") or body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
         return parse_json_feed(body, url)
-    return _parse_xml_feed(body, url, content_type)
+    # feedparser (and chardet with it) loads only where XML is parsed: the polling process
+    # hands documents to parse workers and need not carry it.
+    from publisher.sources.feed_xml import parse_xml_feed
 
-
-# ---------------------------------------------------------------------------- RSS and Atom
-
-
-class _BufferedExpatParser(ExpatParser):
-    """Expat handing over each run of text in one call instead of one call per entity.
-
-    feedparser's per-call bookkeeping dominates its time on entity-escaped HTML content;
-    buffering halves the parse time and gives the same result.
-    """
-
-    def reset(self) -> None:
-        super().reset()
-        parser: Any = getattr(self, "_parser")  # noqa: B009 (not in the type stubs)
-        parser.buffer_text = True
-        parser.buffer_size = 1 << 20
-
-
-def create_parser(*args: Any, **kwargs: Any) -> ExpatParser:
-    """The xml.sax driver hook: feedparser asks for its preferred parsers by module name."""
-    return _BufferedExpatParser(*args, **kwargs)
-
-
-if __name__ not in feedparser.api.PREFERRED_XML_PARSERS:
-    feedparser.api.PREFERRED_XML_PARSERS.insert(0, __name__)
-
-
-def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
-    # Sanitizing and resolving happen once, below, with nh3: feedparser's own passes are
-    # its slowest part and would be repeated work.
-    result = feedparser.parse(
-        io.BytesIO(body),
-        sanitize_html=False,
-        resolve_relative_uris=False,
-        response_headers=headers,
-    )
-    version: str = result.get("version") or ""
-    raw_entries: list[Any] = result.get("entries") or []
-    warnings: list[str] = []
-    exc = result.get("bozo_exception")
-    # A feed served as text/plain or without a type is common and harmless: no warning.
-    if result.get("bozo") and not isinstance(exc, feedparser.NonXMLContentType):
-        problem = _describe_bozo(exc)
-        if not version and not raw_entries:
-            raise SourceError(_not_a_feed(body, problem), hint=_NOT_A_FEED_HINT)
-        warnings.append(f"{problem}; kept what could be read, ask the feed's publisher to fix it")
-    elif not version:
-        raise SourceError(_not_a_feed(body, ""), hint=_NOT_A_FEED_HINT)
-    feed: Mapping[str, Any] = result.get("feed") or {}
-    feed_author = _person(feed.get("author_detail"), feed.get("author"))
-    links = Counter(_http_url(entry.get("link")) for entry in raw_entries)
-    entries: list[FeedEntry] = []
-    for raw in raw_entries:
-        entry = _xml_entry(raw, url, feed_author, links)
-        if entry is not None:
-            entries.append(entry)
-    title = _plain(feed.get("title_detail"), feed.get("title"))
-    return _finish(version, title or None, entries, warnings, _http_url(feed.get("link")))
-
-
-_NOT_A_FEED_HINT = "check the feed's url in settings.toml; it must serve RSS, Atom or JSON Feed"
-
-
-def _not_a_feed(body: bytes, problem: str) -> str:
-    head = body[:2048].lower()
-    if b"<html" in head or b"<!doctype html" in head:
-        return (
-            "the address serves an HTML page, not a feed (the page's "
-            '<link rel="alternate"> names its feed)'
-        )
-    return "not an RSS, Atom or JSON feed" + (f" ({problem})" if problem else "")
-
-
-def _describe_bozo(exc: object) -> str:
-    if isinstance(exc, feedparser.CharacterEncodingOverride):
-        return f"the declared character encoding is wrong; read as best as possible ({exc})"
-    line = getattr(exc, "getLineNumber", None)
-    where = f"line {line()}: " if callable(line) else ""
-    message = getattr(exc, "getMessage", None)
-    text = message() if callable(message) else str(exc)
-    return f"ill-formed XML ({where}{text})"
-
-
-def _xml_entry(
-    raw: Mapping[str, Any], base: str, feed_author: str | None, links: Counter[str | None]
-) -> FeedEntry | None:
-    link = _http_url(raw.get("link"))
-    contents: list[Mapping[str, Any]] = list(raw.get("content") or [])
-    summary_detail: Mapping[str, Any] | None = raw.get("summary_detail")
-    body_detail = next(
-        (c for c in contents if str(c.get("type", "")).lower() in _HTML_TYPES),
-        contents[0] if contents else summary_detail,
-    )
-    content_html = ""
-    if body_detail is not None:
-        content_html = _to_html(body_detail, base)
-    summary = ""
-    if contents and summary_detail is not None:
-        summary = shorten(_lead_text(_to_html(summary_detail, base)), SUMMARY_MAX)
-    title = _plain(raw.get("title_detail"), raw.get("title"))
-    published = _struct_time(raw.get("published_parsed"))
-    # dict.get: FeedParserDict maps a missing `updated` to `published` with a warning.
-    updated = _struct_time(dict.get(raw, "updated_parsed")) if isinstance(raw, dict) else None
-    author = _person(raw.get("author_detail"), raw.get("author")) or feed_author
-    tags = tuple(
-        dict.fromkeys(
-            normalize_text(str(tag.get("term") or "")).strip()
-            for tag in raw.get("tags") or []
-            if str(tag.get("term") or "").strip()
-        )
-    )
-    raw_id = raw.get("id")
-    upstream = [
-        raw.get("title"),
-        [c.get("value") for c in contents],
-        raw.get("summary"),
-        link,
-        author,
-        published.isoformat() if published else None,
-        list(tags),
-    ]
-    return _entry(
-        raw_id=raw_id if isinstance(raw_id, str) else None,
-        link=link,
-        link_is_unique=link is not None and links[link] == 1,
-        title=title,
-        content_html=content_html,
-        summary=summary,
-        author=author,
-        published=published,
-        updated=updated,
-        tags=tags,
-        upstream=upstream,
-    )
-
-
-def _to_html(detail: Mapping[str, Any], base: str) -> str:
-    value = str(detail.get("value") or "")
-    kind = str(detail.get("type") or "text/html").lower()
-    if kind not in _HTML_TYPES:
-        return _text_to_html(value)
-    cleaned = sanitize_html(value, base_url=str(detail.get("base") or base)).strip()
-    # RSS descriptions are often bare text: give them a paragraph like any other body.
-    return cleaned if not cleaned or _BLOCK_TAG.search(cleaned) else f"<p>{cleaned}</p>"
-
-
-def _plain(detail: Mapping[str, Any] | None, value: object) -> str:
-    text = str(value or "")
-    if detail is not None and str(detail.get("type", "")).lower() in _HTML_TYPES:
-        text = html_to_text(text)
-    return _WHITESPACE.sub(" ", normalize_text(text)).strip()
-
-
-def _person(detail: Mapping[str, Any] | None, fallback: object) -> str | None:
-    name = (detail or {}).get("name") or fallback
-    if not isinstance(name, str):
-        return None
-    return _WHITESPACE.sub(" ", normalize_text(name)).strip() or None
-
-
-def _struct_time(value: object) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(value), UTC)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return parse_xml_feed(body, url, content_type)
 
 
 # ---------------------------------------------------------------------------- JSON Feed
@@ -251,20 +79,20 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise SourceError(
-            f"not valid JSON ({str(exc).splitlines()[0][:200]})", hint=_NOT_A_FEED_HINT
+            f"not valid JSON ({str(exc).splitlines()[0][:200]})", hint=NOT_A_FEED_HINT
         ) from None
     if not isinstance(doc, dict):
-        raise SourceError("not a JSON Feed (the document is not an object)", hint=_NOT_A_FEED_HINT)
+        raise SourceError("not a JSON Feed (the document is not an object)", hint=NOT_A_FEED_HINT)
     version = doc.get("version")
     if not isinstance(version, str) or not version.startswith(JSON_FEED_VERSION_PREFIX):
         raise SourceError(
             f"not a JSON Feed (version {version!r}, expected {JSON_FEED_VERSION_PREFIX}.x)",
-            hint=_NOT_A_FEED_HINT,
+            hint=NOT_A_FEED_HINT,
         )
     items = doc.get("items")
     if not isinstance(items, list):
-        raise SourceError("JSON Feed without an 'items' list", hint=_NOT_A_FEED_HINT)
-    base = _http_url(urljoin(url, _string(doc.get("home_page_url")))) or url
+        raise SourceError("JSON Feed without an 'items' list", hint=NOT_A_FEED_HINT)
+    base = http_url(urljoin(url, _string(doc.get("home_page_url")))) or url
     feed_author = _json_author(doc)
     warnings: list[str] = []
     links: Counter[str | None] = Counter(
@@ -278,13 +106,13 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         entry = _json_entry(item, base, feed_author, links, number, warnings)
         if entry is not None:
             entries.append(entry)
-    title = _WHITESPACE.sub(" ", normalize_text(_string(doc.get("title")))).strip()
+    title = WHITESPACE.sub(" ", normalize_text(_string(doc.get("title")))).strip()
     home = (
-        _http_url(urljoin(url, _string(doc.get("home_page_url"))))
+        http_url(urljoin(url, _string(doc.get("home_page_url"))))
         if doc.get("home_page_url")
         else None
     )
-    return _finish("json1", title or None, entries, warnings, home)
+    return finish_feed("json1", title or None, entries, warnings, home)
 
 
 def _json_entry(
@@ -305,11 +133,11 @@ def _json_entry(
     if content_html:
         body = sanitize_html(content_html, base_url=item_base)
     elif content_text:
-        body = _text_to_html(content_text)
+        body = text_to_html(content_text)
     else:
         body = ""
-    title = _WHITESPACE.sub(" ", normalize_text(_string(item.get("title")))).strip()
-    if not title and not _lead_text(body):
+    title = WHITESPACE.sub(" ", normalize_text(_string(item.get("title")))).strip()
+    if not title and not lead_text(body):
         warnings.append(f"item {number} has neither title nor content; skipped")
         return None
     summary = shorten(normalize_text(_string(item.get("summary"))), SUMMARY_MAX)
@@ -333,7 +161,7 @@ def _json_entry(
         published.isoformat() if published else None,
         list(tags),
     ]
-    return _entry(
+    return build_entry(
         raw_id=raw_id if isinstance(raw_id, str) else None,
         link=link,
         link_is_unique=link is not None and links[link] == 1,
@@ -352,7 +180,7 @@ def _json_link(item: Mapping[str, Any], base: str) -> str | None:
     for key in ("url", "external_url"):
         value = _string(item.get(key)).strip()
         if value:
-            return _http_url(urljoin(base, value))
+            return http_url(urljoin(base, value))
     return None
 
 
@@ -361,7 +189,7 @@ def _json_author(obj: Mapping[str, Any]) -> str | None:
     candidates = authors if isinstance(authors, list) else [obj.get("author")]  # 1.0
     for author in candidates:
         if isinstance(author, dict) and isinstance(author.get("name"), str):
-            name = _WHITESPACE.sub(" ", normalize_text(author["name"])).strip()
+            name = WHITESPACE.sub(" ", normalize_text(author["name"])).strip()
             if name:
                 return name
     return None
@@ -390,7 +218,7 @@ def _string(value: object) -> str:
 # ---------------------------------------------------------------------------- both
 
 
-def _http_url(value: object) -> str | None:
+def http_url(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -401,7 +229,7 @@ def _http_url(value: object) -> str | None:
     return text if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def _lead_text(fragment: str, limit: int = 4 * SUMMARY_MAX) -> str:
+def lead_text(fragment: str, limit: int = 4 * SUMMARY_MAX) -> str:
     """The visible text at the start of an HTML fragment: enough for a summary or a title."""
     head = fragment[:limit]
     if len(fragment) > limit:
@@ -409,14 +237,14 @@ def _lead_text(fragment: str, limit: int = 4 * SUMMARY_MAX) -> str:
     return html_to_text(head)
 
 
-def _text_to_html(text: str) -> str:
+def text_to_html(text: str) -> str:
     paragraphs = (p.strip() for p in _PARAGRAPH_BREAK.split(normalize_text(text)))
     return "\n".join(
         "<p>" + html.escape(p, quote=False).replace("\n", "<br>") + "</p>" for p in paragraphs if p
     )
 
 
-def _entry(
+def build_entry(
     *,
     raw_id: str | None,
     link: str | None,
@@ -430,7 +258,7 @@ def _entry(
     tags: tuple[str, ...],
     upstream: list[Any],
 ) -> FeedEntry:
-    text = _lead_text(content_html)
+    text = lead_text(content_html)
     if not title:
         title = shorten(text, 80) or "Untitled"
     identity = (raw_id or "").strip() or link
@@ -458,7 +286,7 @@ def _entry(
     )
 
 
-def _finish(
+def finish_feed(
     fmt: str,
     title: str | None,
     entries: list[FeedEntry],

@@ -170,7 +170,7 @@ class _ParsePool:
                 # imported only the parser, not from this process with its threads,
                 # database and HTTP state.
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["publisher.sources.feed_parse"])
+                context.set_forkserver_preload(["publisher.sources.feed_xml"])
                 self.executor = ProcessPoolExecutor(self.processes, mp_context=context)
             return None if self.broken else self.executor
 

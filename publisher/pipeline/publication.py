@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -45,7 +46,13 @@ from publisher.sources.files import (
     read_image,
 )
 from publisher.store import Store
-from publisher.write import remove_stale_temp, write_issue, write_issues, write_site_files
+from publisher.write import (
+    install_issues,
+    remove_stale_temp,
+    write_issue,
+    write_issue_temp,
+    write_site_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +84,7 @@ def publish(
             for old, _titles in reversed(store.issues_with_titles()):
                 by_id = store.articles_by_id(list(old.article_ids))
                 jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
-            batch: dict[str, dict[str, bytes]] = {}
-            for old, files, issue_problems in _render_issues(settings, env, jobs):
-                problems.extend(issue_problems)
-                batch[old.folder] = files
-                rebuilt += 1
-                if len(batch) == REBUILD_WRITE_BATCH or rebuilt == len(jobs):
-                    if not dry_run:
-                        write_issues(output, batch, replace=True)
-                    batch = {}
+            rebuilt = _rebuild(settings, env, jobs, problems, write=not dry_run)
         else:
             plan = plan_issue(store.unissued_articles(), store.get_issue(), now, settings)
             if plan is not None:
@@ -161,35 +160,70 @@ def _render_issue(
 # The archive lists this many article titles per issue, then "and N more": its size (and the
 # cost of every publish) must not grow with the articles of every past issue.
 ARCHIVE_TITLES = 5
-# A rebuild writes this many issue folders with one durability pass (bounded memory).
+# A rebuild installs issue folders in batches of this many, with one durability pass each:
+# a crash mid-rebuild leaves the folders done so far new and the rest old.
 REBUILD_WRITE_BATCH = 10
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
 PARALLEL_REBUILD_MIN = 8
 _worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
 
 
+def _rebuild(
+    settings: Settings,
+    env: Environment,
+    jobs: list[tuple[Issue, list[Article]]],
+    problems: list[Problem],
+    *,
+    write: bool,
+) -> int:
+    """Regenerate every issue folder: each is rendered and written to a temp folder (in a
+    worker process on every core), then the folders are renamed into place in order."""
+    output = settings.output_dir
+    batch: dict[str, Path] = {}
+    rebuilt = 0
+    try:
+        for issue, temp, issue_problems in _render_issues(settings, env, jobs, write=write):
+            problems.extend(issue_problems)
+            rebuilt += 1
+            if temp is not None:
+                batch[issue.folder] = temp
+            if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
+                done, batch = batch, {}
+                install_issues(output, done, replace=True)
+    finally:
+        for temp in batch.values():  # rendered, but a later issue failed: not installed
+            shutil.rmtree(temp, ignore_errors=True)
+    return rebuilt
+
+
 def _render_issues(
-    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]]
-) -> Iterator[tuple[Issue, dict[str, bytes], list[Problem]]]:
-    """Render many issues, in order, on every core: rendering is pure, writing stays here."""
+    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]], *, write: bool
+) -> Iterator[tuple[Issue, Path | None, list[Problem]]]:
+    """Render (and with `write`, write to temp folders) many issues, in order, on every core.
+
+    Workers write their own folders: creating files costs as much as rendering them, and
+    handing the bytes back to this process would cost more again.
+    """
     workers = min(os.cpu_count() or 1, 4)
     if workers < 2 or len(jobs) < PARALLEL_REBUILD_MIN:
         for issue, articles in jobs:
-            yield (issue, *_render_issue_job(settings, env, issue, articles))
+            yield (issue, *_rebuild_issue(settings, env, issue, articles, write))
         return
     # The first issue is rendered here, before the workers start: that imports premailer, parses
     # the theme's stylesheet and compiles the templates, and forked workers inherit all of it
     # (with the environment itself) instead of each paying for it again.
     (first, first_articles), rest = jobs[0], jobs[1:]
-    yield (first, *_render_issue_job(settings, env, first, first_articles))
+    yield (first, *_rebuild_issue(settings, env, first, first_articles, write))
     context = multiprocessing.get_context()
     inherited = env if context.get_start_method() == "fork" else None  # else it is pickled
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(settings, inherited)
     ) as pool:
-        results = pool.map(_render_issue_in_worker, rest, [settings] * len(rest), chunksize=4)
-        for (issue, _articles), (files, issue_problems) in zip(rest, results, strict=True):
-            yield issue, files, issue_problems
+        results = pool.map(
+            _rebuild_issue_in_worker, rest, [settings] * len(rest), [write] * len(rest), chunksize=4
+        )
+        for (issue, _articles), (temp, issue_problems) in zip(rest, results, strict=True):
+            yield issue, temp, issue_problems
 
 
 def _init_worker(settings: Settings, env: Environment | None) -> None:
@@ -197,19 +231,20 @@ def _init_worker(settings: Settings, env: Environment | None) -> None:
     _worker_env = env if env is not None else make_environment(settings)
 
 
-def _render_issue_in_worker(
-    job: tuple[Issue, list[Article]], settings: Settings
-) -> tuple[dict[str, bytes], list[Problem]]:
+def _rebuild_issue_in_worker(
+    job: tuple[Issue, list[Article]], settings: Settings, write: bool
+) -> tuple[Path | None, list[Problem]]:
     assert _worker_env is not None
-    return _render_issue_job(settings, _worker_env, *job)
+    return _rebuild_issue(settings, _worker_env, *job, write)
 
 
-def _render_issue_job(
-    settings: Settings, env: Environment, issue: Issue, articles: list[Article]
-) -> tuple[dict[str, bytes], list[Problem]]:
+def _rebuild_issue(
+    settings: Settings, env: Environment, issue: Issue, articles: list[Article], write: bool
+) -> tuple[Path | None, list[Problem]]:
     problems: list[Problem] = []
     files, _form = _render_issue(settings, env, issue, articles, problems)
-    return files, problems
+    temp = write_issue_temp(settings.output_dir, issue.folder, files) if write else None
+    return temp, problems
 
 
 def _image_names(article: Article) -> dict[str, str]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -214,6 +212,10 @@ def _render_issues(
     # (with the environment itself) instead of each paying for it again.
     (first, first_articles), rest = jobs[0], jobs[1:]
     yield (first, *_rebuild_issue(settings, env, first, first_articles, write))
+    # Imported here: only a rebuild needs them, and they cost a publish ~10 ms.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context()
     inherited = env if context.get_start_method() == "fork" else None  # else it is pickled
     with ProcessPoolExecutor(

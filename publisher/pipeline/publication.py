@@ -40,9 +40,6 @@ from publisher.render.digest import (
 from publisher.render.feeds import render_atom, render_issues_feed, render_json_feed, render_rss
 from publisher.render.links import local_image_refs, publish_html
 from publisher.settings import Settings
-from publisher.sources.files import (
-    read_image,
-)
 from publisher.store import Store
 from publisher.write import (
     install_issues,
@@ -78,11 +75,7 @@ def publish(
         if not dry_run:
             remove_stale_temp(output)
         if rebuild:
-            jobs = []
-            for old, _titles in reversed(store.issues_with_titles()):
-                by_id = store.articles_by_id(list(old.article_ids))
-                jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
-            rebuilt = _rebuild(settings, env, jobs, problems, write=not dry_run)
+            rebuilt = _rebuild(settings, env, _rebuild_jobs(store), problems, write=not dry_run)
         else:
             plan = plan_issue(store.unissued_articles(), store.get_issue(), now, settings)
             if plan is not None:
@@ -161,9 +154,22 @@ ARCHIVE_TITLES = 5
 # A rebuild installs issue folders in batches of this many, with one durability pass each:
 # a crash mid-rebuild leaves the folders done so far new and the rest old.
 REBUILD_WRITE_BATCH = 10
+# Article ids per store query when a rebuild reads every issue's articles (SQLite allows 32,766
+# bound parameters per statement).
+REBUILD_QUERY_IDS = 2_000
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
 PARALLEL_REBUILD_MIN = 8
 _worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
+
+
+def _rebuild_jobs(store: Store) -> list[tuple[Issue, list[Article]]]:
+    """Every issue, oldest first, with its articles in issue order."""
+    issues = [issue for issue, _titles in reversed(store.issues_with_titles())]
+    wanted = [aid for issue in issues for aid in issue.article_ids]
+    by_id: dict[str, Article] = {}
+    for start in range(0, len(wanted), REBUILD_QUERY_IDS):  # a few queries, not one per issue
+        by_id.update(store.articles_by_id(wanted[start : start + REBUILD_QUERY_IDS]))
+    return [(issue, [by_id[aid] for aid in issue.article_ids if aid in by_id]) for issue in issues]
 
 
 def _rebuild(
@@ -271,6 +277,8 @@ def _read_image(
     folder: str,
     problems: list[Problem],
 ) -> bytes | None:
+    from publisher.sources.files import read_image  # only for articles with images: ~5 ms
+
     try:
         return read_image(settings.articles_dir, article.source, ref, settings.articles.max_bytes)
     except SourceError as exc:

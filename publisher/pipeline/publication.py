@@ -356,8 +356,9 @@ def _render_site(
     store: Store, settings: Settings, env: Environment, now: datetime
 ) -> dict[str, bytes]:
     """Feeds, archive and theme assets for the issues/ root; cost follows feed size."""
+    output = settings.output_dir  # resolved once: each lookup is a realpath() of the folder
     latest = [
-        _published(settings, article, folder, _ImageOnDisk(settings.output_dir / folder))
+        _published(settings, article, folder, _ImageOnDisk(output / folder))
         for article, folder in store.published_articles(settings.feeds.max_items)
     ]
     recent = [

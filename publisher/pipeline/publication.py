@@ -6,8 +6,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -185,8 +184,9 @@ def _rebuild(
     output = settings.output_dir
     batch: dict[str, Path] = {}
     rebuilt = 0
+    rendered = _render_issues(settings, env, jobs, write=write)
     try:
-        for issue, temp, issue_problems in _render_issues(settings, env, jobs, write=write):
+        for issue, temp, issue_problems in rendered:
             problems.extend(issue_problems)
             rebuilt += 1
             if temp is not None:
@@ -194,15 +194,19 @@ def _rebuild(
             if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
                 done, batch = batch, {}
                 install_issues(output, done, replace=True)
-    finally:
-        for temp in batch.values():  # rendered, but a later issue failed: not installed
-            shutil.rmtree(temp, ignore_errors=True)
+    except BaseException:
+        # Stop the workers (each finishes its current issue) before dropping the temp folders
+        # they wrote; the folders installed so far are whole and stay.
+        rendered.close()
+        if write:
+            remove_stale_temp(output)
+        raise
     return rebuilt
 
 
 def _render_issues(
     settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]], *, write: bool
-) -> Iterator[tuple[Issue, Path | None, list[Problem]]]:
+) -> Generator[tuple[Issue, Path | None, list[Problem]], None, None]:
     """Render (and with `write`, write to temp folders) many issues, in order, on every core.
 
     Workers write their own folders: creating files costs as much as rendering them, and
@@ -227,11 +231,18 @@ def _render_issues(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(settings, inherited)
     ) as pool:
-        results = pool.map(
-            _rebuild_issue_in_worker, rest, [settings] * len(rest), [write] * len(rest), chunksize=4
-        )
-        for (issue, _articles), (temp, issue_problems) in zip(rest, results, strict=True):
-            yield issue, temp, issue_problems
+        try:
+            results = pool.map(
+                _rebuild_issue_in_worker,
+                rest,
+                [settings] * len(rest),
+                [write] * len(rest),
+                chunksize=4,
+            )
+            for (issue, _articles), (temp, issue_problems) in zip(rest, results, strict=True):
+                yield issue, temp, issue_problems
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a failure, render no further issue
 
 
 def _init_worker(settings: Settings, env: Environment | None) -> None:

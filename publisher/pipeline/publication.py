@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from publisher.render.links import local_image_refs, publish_html
 from publisher.settings import Settings
 from publisher.store import Store
 from publisher.write import (
+    SyncPoint,
     install_issues,
     remove_stale_temp,
     write_issue,
@@ -184,23 +186,26 @@ def _rebuild(
     output = settings.output_dir
     batch: dict[str, Path] = {}
     rebuilt = 0
-    rendered = _render_issues(settings, env, jobs, write=write)
-    try:
-        for issue, temp, issue_problems in rendered:
-            problems.extend(issue_problems)
-            rebuilt += 1
-            if temp is not None:
-                batch[issue.folder] = temp
-            if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
-                done, batch = batch, {}
-                install_issues(output, done, replace=True)
-    except BaseException:
-        # Stop the workers (each finishes its current issue) before dropping the temp folders
-        # they wrote; the folders installed so far are whole and stay.
-        rendered.close()
-        if write:
-            remove_stale_temp(output)
-        raise
+    with contextlib.ExitStack() as stack:
+        # Opened before any file is written, so a failed write-back of any of them is reported.
+        sync_point = stack.enter_context(SyncPoint(output)) if write else None
+        rendered = _render_issues(settings, env, jobs, write=write)
+        try:
+            for issue, temp, issue_problems in rendered:
+                problems.extend(issue_problems)
+                rebuilt += 1
+                if temp is not None:
+                    batch[issue.folder] = temp
+                if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
+                    done, batch = batch, {}
+                    install_issues(output, done, replace=True, sync_point=sync_point)
+        except BaseException:
+            # Stop the workers (each finishes its current issue) before dropping the temp
+            # folders they wrote; the folders installed so far are whole and stay.
+            rendered.close()
+            if write:
+                remove_stale_temp(output)
+            raise
     return rebuilt
 
 

@@ -160,7 +160,19 @@ REBUILD_WRITE_BATCH = 10
 REBUILD_QUERY_IDS = 2_000
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
 PARALLEL_REBUILD_MIN = 8
-_worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
+
+
+@dataclass(frozen=True)
+class _WorkerState:
+    """What a rebuild worker process renders from, set once at its start."""
+
+    settings: Settings
+    env: Environment
+    jobs: list[tuple[Issue, list[Article]]]
+    write: bool
+
+
+_worker: _WorkerState | None = None  # per-process state of a rebuild worker
 
 
 def _rebuild_jobs(store: Store) -> list[tuple[Issue, list[Article]]]:
@@ -233,33 +245,36 @@ def _render_issues(
 
     context = multiprocessing.get_context()
     inherited = env if context.get_start_method() == "fork" else None  # else it is pickled
+    # The jobs go to each worker once, at its start (inherited as they are, when forked); the
+    # pool then hands out job numbers only instead of pickling every issue's articles.
+    initargs = (settings, inherited, jobs, write)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, inherited)
+        workers, mp_context=context, initializer=_init_worker, initargs=initargs
     ) as pool:
         try:
-            results = pool.map(
-                _rebuild_issue_in_worker,
-                rest,
-                [settings] * len(rest),
-                [write] * len(rest),
-                chunksize=4,
-            )
+            results = pool.map(_rebuild_issue_in_worker, range(1, len(jobs)), chunksize=4)
             for (issue, _articles), (temp, issue_problems) in zip(rest, results, strict=True):
                 yield issue, temp, issue_problems
         finally:
             pool.shutdown(cancel_futures=True)  # after a failure, render no further issue
 
 
-def _init_worker(settings: Settings, env: Environment | None) -> None:
-    global _worker_env  # per-process state of a pool worker, set once at its start
-    _worker_env = env if env is not None else make_environment(settings)
+def _init_worker(
+    settings: Settings,
+    env: Environment | None,
+    jobs: list[tuple[Issue, list[Article]]],
+    write: bool,
+) -> None:
+    global _worker  # per-process state of a pool worker, set once at its start
+    _worker = _WorkerState(
+        settings, env if env is not None else make_environment(settings), jobs, write
+    )
 
 
-def _rebuild_issue_in_worker(
-    job: tuple[Issue, list[Article]], settings: Settings, write: bool
-) -> tuple[Path | None, list[Problem]]:
-    assert _worker_env is not None
-    return _rebuild_issue(settings, _worker_env, *job, write)
+def _rebuild_issue_in_worker(number: int) -> tuple[Path | None, list[Problem]]:
+    assert _worker is not None
+    issue, articles = _worker.jobs[number]
+    return _rebuild_issue(_worker.settings, _worker.env, issue, articles, _worker.write)
 
 
 def _rebuild_issue(

@@ -59,7 +59,7 @@ def write_issue_temp(output_dir: Path, folder: str, files: Mapping[str, bytes]) 
             parent.mkdir(parents=True, exist_ok=True)
         for name, path in paths.items():
             current = path
-            # No fsync here: `install_issues` syncs the whole filesystem once (see there).
+            # No fsync here: `install_issues` makes them durable all at once (see SyncPoint).
             # os.open/os.write: a rebuild creates 1,500 files, and open()'s buffered file
             # object costs more than the write itself. Mode 0o666 less the umask, as open().
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
+import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from publisher.errors import WriteError
@@ -33,29 +37,104 @@ def safe_path(root: Path, relative: str) -> Path:
     return root.joinpath(*pure.parts)
 
 
-def _write_files(folder: Path, files: Mapping[str, bytes], pool: ThreadPoolExecutor) -> None:
-    """Write the files durably. Creating a file costs far more than its bytes here, and both
-    that and fsync release the GIL, so threads overlap them (and share journal commits)."""
-    paths = {name: safe_path(folder, name) for name in sorted(files)}
-    for parent in sorted({p.parent for p in paths.values()}):
-        parent.mkdir(parents=True, exist_ok=True)
-    list(pool.map(lambda name: _write_durably(paths[name], files[name]), paths))
-    list(pool.map(_fsync, sorted({p.parent for p in paths.values()})))
+def write_issue_temp(output_dir: Path, folder: str, files: Mapping[str, bytes]) -> Path:
+    """Write one issue's files into a new temp folder inside `output_dir`; returns its path.
 
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    Nothing is durable yet and nothing is visible under the issue's name: `install_issues`
+    makes the folder durable and renames it into place. A crash in between leaves only a
+    temp folder, which `remove_stale_temp` drops on the next run. Rebuild workers call this
+    so that creating files runs on every core.
+    """
+    safe_path(output_dir, folder)  # refuse a bad name before creating anything
     try:
-        os.fsync(fd)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{folder}.", dir=output_dir))
+    except OSError as exc:
+        raise _write_error(exc, output_dir) from None
+    current = temp
+    try:
+        paths = {name: safe_path(temp, name) for name in sorted(files)}
+        for parent in sorted({p.parent for p in paths.values()} - {temp}):
+            current = parent
+            parent.mkdir(parents=True, exist_ok=True)
+        for name, path in paths.items():
+            current = path
+            # No fsync here: `install_issues` makes them durable all at once (see SyncPoint).
+            # os.open/os.write: a rebuild creates 1,500 files, and open()'s buffered file
+            # object costs more than the write itself. Mode 0o666 less the umask, as open().
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                data = memoryview(files[name])
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
+        os.chmod(temp, 0o755)  # noqa: S103 (a static site: the web server reads it)
+    except BaseException as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _write_error(exc, current) from None
+        raise
+    return temp
+
+
+def install_issues(
+    output_dir: Path,
+    temps: Mapping[str, Path],
+    *,
+    replace: bool,
+    sync_point: SyncPoint | None = None,
+) -> list[Path]:
+    """Make temp issue folders durable, then rename each into place as `output_dir/<folder>`.
+
+    A published folder is never rewritten unless `replace` (rebuild, or a folder a crashed run
+    left before the store recorded it). A crash at any moment leaves each folder old or new,
+    never half-written. The temp folders are removed if anything fails. Pass the `sync_point`
+    opened before the temp folders were written (see SyncPoint).
+    """
+    targets = {folder: safe_path(output_dir, folder) for folder in temps}
+    left = dict(temps)
+    trash: Path | None = None
+    current = output_dir
+    try:
+        for target in targets.values():
+            if target.exists() and not replace:
+                raise WriteError(
+                    "issue folder exists already; published issues are never rewritten",
+                    where=str(target),
+                    hint="run `publisher publish --rebuild` to regenerate the whole site",
+                )
+        # Every byte must be on disk before any rename makes it visible.
+        if temps:
+            if sync_point is None:
+                with SyncPoint(output_dir) as late:
+                    late.sync(list(temps.values()))
+            else:
+                sync_point.sync(list(temps.values()))
+        for folder, target in targets.items():
+            current = target
+            # Two renames: between them the folder is briefly absent, never half-written.
+            replaced = target.exists()
+            if replaced:
+                if trash is None:
+                    trash = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}old.", dir=output_dir))
+                os.replace(target, trash / folder)
+            try:
+                os.replace(temps[folder], target)
+            except OSError:
+                if replaced and trash is not None:
+                    os.replace(trash / folder, target)  # the old issue goes back in place
+                raise
+            del left[folder]
+        _fsync(output_dir)  # the renames themselves
+    except OSError as exc:
+        raise _write_error(exc, current) from None
     finally:
-        os.close(fd)
+        for temp in left.values():
+            shutil.rmtree(temp, ignore_errors=True)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    return list(targets.values())
 
 
 def write_issue(
@@ -72,55 +151,99 @@ def write_issue(
 def write_issues(
     output_dir: Path, issues: Mapping[str, Mapping[str, bytes]], *, replace: bool
 ) -> list[Path]:
-    """Write several issue folders, each whole or not at all, with one durability pass.
-
-    Every folder is written to a temp folder, all of them are made durable together, then
-    each is renamed into place: a crash leaves each folder old or new, never half-written.
-    """
-    targets = {folder: safe_path(output_dir, folder) for folder in issues}
-    for target in targets.values():
+    """Write several issue folders, each whole or not at all, with one durability pass."""
+    for folder in issues:
+        target = safe_path(output_dir, folder)
         if target.exists() and not replace:
             raise WriteError(
                 "issue folder exists already; published issues are never rewritten",
                 where=str(target),
                 hint="run `publisher publish --rebuild` to regenerate the whole site",
             )
-    output_dir.mkdir(parents=True, exist_ok=True)
     temps: dict[str, Path] = {}
-    trash = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}old.", dir=output_dir))
-    current = output_dir
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
+    with SyncPoint(output_dir) as sync_point:
+        try:
             for folder, files in issues.items():
-                current = targets[folder]
-                temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{folder}.", dir=output_dir))
-                temps[folder] = temp
-                _write_files(temp, files, pool)
-                os.chmod(temp, 0o755)  # noqa: S103 (a static site: the web server reads it)
-        for folder, target in targets.items():
-            current = target
-            # Two renames: between them the folder is briefly absent, never half-written.
-            replaced = target.exists()
-            if replaced:
-                os.replace(target, trash / folder)
-            try:
-                os.replace(temps[folder], target)
-            except OSError:
-                if replaced:
-                    os.replace(trash / folder, target)  # the old issue goes back in place
-                raise
-            del temps[folder]
-    except OSError as exc:
-        raise WriteError(
-            f"cannot write the issue ({exc.strerror})",
-            where=str(current),
-            hint="check free space and permissions of the output folder",
-        ) from None
+                temps[folder] = write_issue_temp(output_dir, folder, files)
+        except BaseException:
+            for temp in temps.values():
+                shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return install_issues(output_dir, temps, replace=replace, sync_point=sync_point)
+
+
+class SyncPoint:
+    """Makes the files written since it was opened durable, in one go where the system can.
+
+    Linux syncs a whole filesystem in one call (syncfs), which writes the data out in large
+    batches: for a rebuild's 1,500 files a few milliseconds instead of the ~0.2 s of CPU that
+    1,500 fsync calls cost. syncfs reports a failed write-back only if it happened after the
+    folder was opened (or was never reported to anyone): so open this before writing. Where
+    there is no syncfs, every file and folder is fsynced in turn.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(output_dir, os.O_RDONLY)
+        except OSError as exc:
+            raise _write_error(exc, output_dir) from None
+        self.output_dir = output_dir
+
+    def __enter__(self) -> SyncPoint:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self._fd)
+
+    def sync(self, folders: list[Path]) -> None:
+        """Put every file and folder below `folders` on disk (raises OSError)."""
+        function = _syncfs_function()
+        if function is not None:
+            if function(self._fd) == 0:
+                return
+            error = ctypes.get_errno()
+            if error not in (errno.ENOSYS, errno.EPERM):  # else blocked by a sandbox: fsync
+                raise OSError(error, os.strerror(error), str(self.output_dir))
+        for folder in folders:
+            for parent, _dirs, names in os.walk(folder):
+                for name in names:
+                    _fsync(Path(parent, name))
+                _fsync(Path(parent))
+
+
+@functools.cache
+def _syncfs_function() -> Callable[[int], int] | None:
+    """libc's syncfs, from Linux 5.8 on: before, it could succeed with data lost unreported."""
+    if not sys.platform.startswith("linux") or _kernel_version() < (5, 8):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def _kernel_version() -> tuple[int, int]:
+    numbers = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(numbers[1]), int(numbers[2])) if numbers else (0, 0)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
-        for temp in temps.values():
-            shutil.rmtree(temp, ignore_errors=True)
-        shutil.rmtree(trash, ignore_errors=True)
-    return list(targets.values())
+        os.close(fd)
+
+
+def _write_error(exc: OSError, where: Path) -> WriteError:
+    return WriteError(
+        f"cannot write the issue ({exc.strerror})",
+        where=str(where),
+        hint="check free space and permissions of the output folder",
+    )
 
 
 def write_site_files(output_dir: Path, files: Mapping[str, bytes]) -> list[str]:

@@ -215,6 +215,36 @@ def test_a_parallel_rebuild_reproduces_every_issue_byte_for_byte(site: Site) -> 
     assert output_files(issues) == before
 
 
+def test_a_rebuild_that_fails_midway_leaves_every_issue_as_it_was_and_no_temp(
+    site: Site,
+) -> None:
+    from publisher.errors import RenderError
+    from publisher.pipeline import PARALLEL_REBUILD_MIN
+    from publisher.write import TEMP_PREFIX
+
+    for day in range(PARALLEL_REBUILD_MIN + 1):
+        moment = MORNING + timedelta(days=day)
+        site.write(f"day-{day}.txt", f"Day {day} news\nSomething happened on day {day}.\n")
+        collect(site.settings(), now=moment)
+        assert publish(site.settings(), now=moment).issue is not None
+    issues = site.root / "issues"
+    before = output_files(issues)
+    # A theme whose article page breaks on one issue in the middle, which a worker renders.
+    theme = site.root / "theme"
+    theme.mkdir()
+    (theme / "article.html").write_text(
+        "{% if item.article.title == 'Day 5 news' %}{{ no_such_value }}{% endif %}ok\n"
+    )
+    settings = site.settings()
+    settings = settings.model_copy(
+        update={"site": settings.site.model_copy(update={"theme_dir": str(theme)})}
+    )
+    with pytest.raises(RenderError, match="no_such_value"):
+        publish(settings, now=MORNING + timedelta(days=30), rebuild=True)
+    assert output_files(issues) == before
+    assert not [p.name for p in issues.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
 def test_email_eml_is_the_whole_message_a_test_recipient_would_get(site: Site) -> None:
     import email
     from email import policy

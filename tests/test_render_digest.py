@@ -626,3 +626,27 @@ def test_wide_images_are_scaled_to_the_email_column(env: jinja2.Environment, set
     assert "max-width:100%" in img.get("style")
     (page_img,) = parse(render_issue_pages(env, settings, content)["index.html"]).xpath("//img")
     assert (page_img.get("width"), page_img.get("height")) == ("1200", "800")  # CSS scales it
+
+
+def test_a_deferred_module_runs_only_when_first_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How premailer's unused `import requests` is kept off the publish path.
+    import sys
+
+    from publisher.render.digest import _import_lazily
+
+    (tmp_path / "deferred_probe.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('ran').touch()\nVALUE = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "deferred_probe", raising=False)
+    _import_lazily("deferred_probe")
+    import deferred_probe  # type: ignore[import-not-found]
+
+    assert not (tmp_path / "ran").exists()
+    assert deferred_probe.VALUE == 42
+    assert (tmp_path / "ran").exists()
+    assert sys.modules["deferred_probe"] is not deferred_probe  # the real module took its place
+    assert sys.modules["deferred_probe"].VALUE == 42
+    monkeypatch.delitem(sys.modules, "deferred_probe")

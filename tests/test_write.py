@@ -10,9 +10,11 @@ import pytest
 from publisher.errors import WriteError
 from publisher.write import (
     TEMP_PREFIX,
+    install_issues,
     remove_stale_temp,
     safe_path,
     write_issue,
+    write_issue_temp,
     write_site_files,
 )
 
@@ -66,3 +68,30 @@ def test_leftovers_of_a_crashed_run_are_removed_but_user_dotfiles_stay(tmp_path:
     (tmp_path / ".htaccess").write_text("keep me")
     remove_stale_temp(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [".htaccess"]
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each-file"])
+def test_a_temp_issue_folder_stays_invisible_until_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    from publisher import write
+
+    if not syncfs:  # as on a system without syncfs(2): every file is fsynced instead
+        monkeypatch.setattr(write, "_syncfs_function", lambda: None)
+    files = {"index.html": b"<p>web</p>", "slug/photo.jpg": b"\xff\xd8"}
+    temp = write_issue_temp(tmp_path, "2026-11-24", files)
+    assert temp.parent == tmp_path and temp.name.startswith(TEMP_PREFIX)
+    assert not (tmp_path / "2026-11-24").exists()  # a crash now leaves only the temp folder
+    [target] = install_issues(tmp_path, {"2026-11-24": temp}, replace=False)
+    assert target == tmp_path / "2026-11-24"
+    assert (target / "slug/photo.jpg").read_bytes() == b"\xff\xd8"
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]
+
+
+def test_installing_over_a_published_issue_is_refused_and_the_temp_removed(tmp_path: Path) -> None:
+    write_issue(tmp_path, "2026-11-24", {"index.html": b"first"}, replace=False)
+    temp = write_issue_temp(tmp_path, "2026-11-24", {"index.html": b"second"})
+    with pytest.raises(WriteError, match="published issues are never rewritten"):
+        install_issues(tmp_path, {"2026-11-24": temp}, replace=False)
+    assert (tmp_path / "2026-11-24" / "index.html").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]

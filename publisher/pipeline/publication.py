@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -41,11 +40,15 @@ from publisher.render.digest import (
 from publisher.render.feeds import render_atom, render_issues_feed, render_json_feed, render_rss
 from publisher.render.links import local_image_refs, publish_html
 from publisher.settings import Settings
-from publisher.sources.files import (
-    read_image,
-)
 from publisher.store import Store
-from publisher.write import remove_stale_temp, write_issue, write_issues, write_site_files
+from publisher.write import (
+    SyncPoint,
+    install_issues,
+    remove_stale_temp,
+    write_issue,
+    write_issue_temp,
+    write_site_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +76,7 @@ def publish(
         if not dry_run:
             remove_stale_temp(output)
         if rebuild:
-            jobs = []
-            for old, _titles in reversed(store.issues_with_titles()):
-                by_id = store.articles_by_id(list(old.article_ids))
-                jobs.append((old, [by_id[aid] for aid in old.article_ids if aid in by_id]))
-            batch: dict[str, dict[str, bytes]] = {}
-            for old, files, issue_problems in _render_issues(settings, env, jobs):
-                problems.extend(issue_problems)
-                batch[old.folder] = files
-                rebuilt += 1
-                if len(batch) == REBUILD_WRITE_BATCH or rebuilt == len(jobs):
-                    if not dry_run:
-                        write_issues(output, batch, replace=True)
-                    batch = {}
+            rebuilt = _rebuild(settings, env, _rebuild_jobs(store), problems, write=not dry_run)
         else:
             plan = plan_issue(store.unissued_articles(), store.get_issue(), now, settings)
             if plan is not None:
@@ -161,55 +152,138 @@ def _render_issue(
 # The archive lists this many article titles per issue, then "and N more": its size (and the
 # cost of every publish) must not grow with the articles of every past issue.
 ARCHIVE_TITLES = 5
-# A rebuild writes this many issue folders with one durability pass (bounded memory).
+# A rebuild installs issue folders in batches of this many, with one durability pass each:
+# a crash mid-rebuild leaves the folders done so far new and the rest old.
 REBUILD_WRITE_BATCH = 10
+# Article ids per store query when a rebuild reads every issue's articles (SQLite allows 32,766
+# bound parameters per statement).
+REBUILD_QUERY_IDS = 2_000
 # Below this many issues a rebuild renders in-process: starting workers would cost more.
 PARALLEL_REBUILD_MIN = 8
-_worker_env: Environment | None = None  # one Jinja2 environment per rebuild worker process
+
+
+@dataclass(frozen=True)
+class _WorkerState:
+    """What a rebuild worker process renders from, set once at its start."""
+
+    settings: Settings
+    env: Environment
+    jobs: list[tuple[Issue, list[Article]]]
+    write: bool
+
+
+_worker: _WorkerState | None = None  # per-process state of a rebuild worker
+
+
+def _rebuild_jobs(store: Store) -> list[tuple[Issue, list[Article]]]:
+    """Every issue, oldest first, with its articles in issue order."""
+    issues = [issue for issue, _titles in reversed(store.issues_with_titles())]
+    wanted = [aid for issue in issues for aid in issue.article_ids]
+    by_id: dict[str, Article] = {}
+    for start in range(0, len(wanted), REBUILD_QUERY_IDS):  # a few queries, not one per issue
+        by_id.update(store.articles_by_id(wanted[start : start + REBUILD_QUERY_IDS]))
+    return [(issue, [by_id[aid] for aid in issue.article_ids if aid in by_id]) for issue in issues]
+
+
+def _rebuild(
+    settings: Settings,
+    env: Environment,
+    jobs: list[tuple[Issue, list[Article]]],
+    problems: list[Problem],
+    *,
+    write: bool,
+) -> int:
+    """Regenerate every issue folder: each is rendered and written to a temp folder (in a
+    worker process on every core), then the folders are renamed into place in order."""
+    output = settings.output_dir
+    batch: dict[str, Path] = {}
+    rebuilt = 0
+    with contextlib.ExitStack() as stack:
+        # Opened before any file is written, so a failed write-back of any of them is reported.
+        sync_point = stack.enter_context(SyncPoint(output)) if write else None
+        rendered = _render_issues(settings, env, jobs, write=write)
+        try:
+            for issue, temp, issue_problems in rendered:
+                problems.extend(issue_problems)
+                rebuilt += 1
+                if temp is not None:
+                    batch[issue.folder] = temp
+                if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
+                    done, batch = batch, {}
+                    install_issues(output, done, replace=True, sync_point=sync_point)
+        except BaseException:
+            # Stop the workers (each finishes its current issue) before dropping the temp
+            # folders they wrote; the folders installed so far are whole and stay.
+            rendered.close()
+            if write:
+                remove_stale_temp(output)
+            raise
+    return rebuilt
 
 
 def _render_issues(
-    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]]
-) -> Iterator[tuple[Issue, dict[str, bytes], list[Problem]]]:
-    """Render many issues, in order, on every core: rendering is pure, writing stays here."""
+    settings: Settings, env: Environment, jobs: list[tuple[Issue, list[Article]]], *, write: bool
+) -> Generator[tuple[Issue, Path | None, list[Problem]], None, None]:
+    """Render (and with `write`, write to temp folders) many issues, in order, on every core.
+
+    Workers write their own folders: creating files costs as much as rendering them, and
+    handing the bytes back to this process would cost more again.
+    """
     workers = min(os.cpu_count() or 1, 4)
     if workers < 2 or len(jobs) < PARALLEL_REBUILD_MIN:
         for issue, articles in jobs:
-            yield (issue, *_render_issue_job(settings, env, issue, articles))
+            yield (issue, *_rebuild_issue(settings, env, issue, articles, write))
         return
     # The first issue is rendered here, before the workers start: that imports premailer, parses
     # the theme's stylesheet and compiles the templates, and forked workers inherit all of it
     # (with the environment itself) instead of each paying for it again.
     (first, first_articles), rest = jobs[0], jobs[1:]
-    yield (first, *_render_issue_job(settings, env, first, first_articles))
+    yield (first, *_rebuild_issue(settings, env, first, first_articles, write))
+    # Imported here: only a rebuild needs them, and they cost a publish ~10 ms.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context()
     inherited = env if context.get_start_method() == "fork" else None  # else it is pickled
+    # The jobs go to each worker once, at its start (inherited as they are, when forked); the
+    # pool then hands out job numbers only instead of pickling every issue's articles.
+    initargs = (settings, inherited, jobs, write)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, inherited)
+        workers, mp_context=context, initializer=_init_worker, initargs=initargs
     ) as pool:
-        results = pool.map(_render_issue_in_worker, rest, [settings] * len(rest), chunksize=4)
-        for (issue, _articles), (files, issue_problems) in zip(rest, results, strict=True):
-            yield issue, files, issue_problems
+        try:
+            results = pool.map(_rebuild_issue_in_worker, range(1, len(jobs)), chunksize=4)
+            for (issue, _articles), (temp, issue_problems) in zip(rest, results, strict=True):
+                yield issue, temp, issue_problems
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a failure, render no further issue
 
 
-def _init_worker(settings: Settings, env: Environment | None) -> None:
-    global _worker_env  # per-process state of a pool worker, set once at its start
-    _worker_env = env if env is not None else make_environment(settings)
+def _init_worker(
+    settings: Settings,
+    env: Environment | None,
+    jobs: list[tuple[Issue, list[Article]]],
+    write: bool,
+) -> None:
+    global _worker  # per-process state of a pool worker, set once at its start
+    _worker = _WorkerState(
+        settings, env if env is not None else make_environment(settings), jobs, write
+    )
 
 
-def _render_issue_in_worker(
-    job: tuple[Issue, list[Article]], settings: Settings
-) -> tuple[dict[str, bytes], list[Problem]]:
-    assert _worker_env is not None
-    return _render_issue_job(settings, _worker_env, *job)
+def _rebuild_issue_in_worker(number: int) -> tuple[Path | None, list[Problem]]:
+    assert _worker is not None
+    issue, articles = _worker.jobs[number]
+    return _rebuild_issue(_worker.settings, _worker.env, issue, articles, _worker.write)
 
 
-def _render_issue_job(
-    settings: Settings, env: Environment, issue: Issue, articles: list[Article]
-) -> tuple[dict[str, bytes], list[Problem]]:
+def _rebuild_issue(
+    settings: Settings, env: Environment, issue: Issue, articles: list[Article], write: bool
+) -> tuple[Path | None, list[Problem]]:
     problems: list[Problem] = []
     files, _form = _render_issue(settings, env, issue, articles, problems)
-    return files, problems
+    temp = write_issue_temp(settings.output_dir, issue.folder, files) if write else None
+    return temp, problems
 
 
 def _image_names(article: Article) -> dict[str, str]:
@@ -234,6 +308,8 @@ def _read_image(
     folder: str,
     problems: list[Problem],
 ) -> bytes | None:
+    from publisher.sources.files import read_image  # only for articles with images: ~5 ms
+
     try:
         return read_image(settings.articles_dir, article.source, ref, settings.articles.max_bytes)
     except SourceError as exc:
@@ -311,8 +387,9 @@ def _render_site(
     store: Store, settings: Settings, env: Environment, now: datetime
 ) -> dict[str, bytes]:
     """Feeds, archive and theme assets for the issues/ root; cost follows feed size."""
+    output = settings.output_dir  # resolved once: each lookup is a realpath() of the folder
     latest = [
-        _published(settings, article, folder, _ImageOnDisk(settings.output_dir / folder))
+        _published(settings, article, folder, _ImageOnDisk(output / folder))
         for article, folder in store.published_articles(settings.feeds.max_items)
     ]
     recent = [

@@ -226,6 +226,8 @@ def _line(text: str) -> str:
     become one space, and white space at either end goes (readers such as feedparser trim it
     anyway). Other spaces inside, such as a no-break space, stay as written.
     """
+    if text.isascii() and text.isprintable() and "  " not in text:
+        return text.strip()  # nothing the expressions below would change; a feed has thousands
     return _SPACE.sub(" ", _DISCOURAGED.sub("", strip_xml_forbidden(text))).strip()
 
 

@@ -54,7 +54,8 @@ def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """Keep structure and links; drop scripts, styles, event handlers and unsafe URLs.
 
     An <h1> becomes an <h2>: the article title is the page's only <h1>. With `base_url`,
-    relative links and image sources are made absolute against it in the same pass.
+    relative links and image sources are made absolute against it in the same pass. The
+    result holds no character XML forbids, even written as a reference ("&#1;").
     """
     cleaned = nh3.clean(
         strip_xml_forbidden(fragment),
@@ -63,35 +64,47 @@ def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes=_URL_SCHEMES,
         link_rel="noopener noreferrer",
-        attribute_filter=_url_resolver(base_url) if base_url else None,
+        attribute_filter=_url_filter(base_url),
     )
+    # nh3 decodes character references, so text and attributes may hold forbidden
+    # characters again; URL attributes were cleaned of them in the filter, before checking.
+    cleaned = strip_xml_forbidden(cleaned)
     return cleaned.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
 
 
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
 
 
-def _url_resolver(base_url: str) -> Callable[[str, str, str], str | None]:
-    base = urlsplit(base_url)
+def _url_filter(base_url: str | None) -> Callable[[str, str, str], str | None]:
+    base = urlsplit(base_url or "")
     # Joining onto an http(s) base keeps its scheme, so only a value naming a scheme of
     # its own needs checking; any other base is checked every time.
     web_base = base.scheme in ("http", "https") and bool(base.netloc)
     origin = f"{base.scheme}://{base.netloc}"
 
-    def resolve(_tag: str, attribute: str, value: str) -> str | None:
+    def check(_tag: str, attribute: str, value: str) -> str | None:
         if attribute not in _URL_ATTRIBUTES or value.startswith(("https://", "http://")):
             return value
-        value = value.strip()
-        if web_base and ":" not in value:
-            # Feeds link root-relative paths most often; urljoin is slow for the obvious case.
-            if value.startswith("/") and not value.startswith("//") and _PLAIN_PATH(value):
-                return origin + value
-            return urljoin(base_url, value)
-        absolute = urljoin(base_url, value)
-        # nh3 checked the scheme of what was written; check again what joining made of it.
-        return absolute if urlsplit(absolute).scheme.lower() in _URL_SCHEMES else None
+        # nh3 checked the scheme of the value as it decoded it; removing a forbidden
+        # character afterwards could make one ("java&#1;script:"), so it goes first and
+        # the scheme is checked here again. The filter's result is not checked by nh3.
+        value = strip_xml_forbidden(value)
+        try:
+            if base_url is None:
+                scheme = urlsplit(value).scheme.lower()
+                return value if not scheme or scheme in _URL_SCHEMES else None
+            value = value.strip()
+            if web_base and ":" not in value:
+                # Feeds link root-relative paths most often; urljoin is slow for those.
+                if value.startswith("/") and not value.startswith("//") and _PLAIN_PATH(value):
+                    return origin + value
+                return urljoin(base_url, value)
+            absolute = urljoin(base_url, value)
+            return absolute if urlsplit(absolute).scheme.lower() in _URL_SCHEMES else None
+        except ValueError:  # e.g. "//[x": not a URL at all (an exception here nh3 would print)
+            return None
 
-    return resolve
+    return check
 
 
 # A path urljoin would leave as it is: no dot segments, backslashes, stray white space,

@@ -10,6 +10,7 @@ import pytest
 from publisher.errors import WriteError
 from publisher.write import (
     TEMP_PREFIX,
+    SyncPoint,
     install_issues,
     remove_stale_temp,
     safe_path,
@@ -79,10 +80,13 @@ def test_a_temp_issue_folder_stays_invisible_until_installed(
     if not syncfs:  # as on a system without syncfs(2): every file is fsynced instead
         monkeypatch.setattr(write, "_syncfs_function", lambda: None)
     files = {"index.html": b"<p>web</p>", "slug/photo.jpg": b"\xff\xd8"}
-    temp = write_issue_temp(tmp_path, "2026-11-24", files)
-    assert temp.parent == tmp_path and temp.name.startswith(TEMP_PREFIX)
-    assert not (tmp_path / "2026-11-24").exists()  # a crash now leaves only the temp folder
-    [target] = install_issues(tmp_path, {"2026-11-24": temp}, replace=False)
+    with SyncPoint(tmp_path, whole_filesystem=True) as sync_point:  # as a rebuild does
+        temp = write_issue_temp(tmp_path, "2026-11-24", files)
+        assert temp.parent == tmp_path and temp.name.startswith(TEMP_PREFIX)
+        assert not (tmp_path / "2026-11-24").exists()  # a crash now leaves only the temp folder
+        [target] = install_issues(
+            tmp_path, {"2026-11-24": temp}, replace=False, sync_point=sync_point
+        )
     assert target == tmp_path / "2026-11-24"
     assert (target / "slug/photo.jpg").read_bytes() == b"\xff\xd8"
     assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]

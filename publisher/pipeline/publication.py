@@ -200,7 +200,9 @@ def _rebuild(
     rebuilt = 0
     with contextlib.ExitStack() as stack:
         # Opened before any file is written, so a failed write-back of any of them is reported.
-        sync_point = stack.enter_context(SyncPoint(output)) if write else None
+        sync_point = (
+            stack.enter_context(SyncPoint(output, whole_filesystem=True)) if write else None
+        )
         rendered = _render_issues(settings, env, jobs, write=write)
         try:
             for issue, temp, issue_problems in rendered:

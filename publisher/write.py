@@ -201,7 +201,13 @@ class SyncPoint:
         os.close(self._fd)
 
     def sync(self, folders: list[Path]) -> None:
-        """Put every file and folder below `folders` on disk (raises OSError)."""
+        """Put every file and folder below `folders` on disk (raises WriteError)."""
+        try:
+            self._sync(folders)
+        except OSError as exc:
+            raise _write_error(exc, Path(exc.filename or self.output_dir)) from None
+
+    def _sync(self, folders: list[Path]) -> None:
         function = _syncfs_function() if self.whole_filesystem else None
         if function is not None:
             if function(self._fd) == 0:

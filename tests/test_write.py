@@ -99,3 +99,24 @@ def test_installing_over_a_published_issue_is_refused_and_the_temp_removed(tmp_p
         install_issues(tmp_path, {"2026-11-24": temp}, replace=False)
     assert (tmp_path / "2026-11-24" / "index.html").read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]
+
+
+def test_a_disk_error_while_syncing_leaves_the_published_issue_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher import write
+
+    write_issue(tmp_path, "2026-11-24", {"index.html": b"first"}, replace=False)
+
+    def failing_fsync(path: Path) -> None:  # a disk error cannot be made on purpose here
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(write, "_syncfs_function", lambda: None)
+    monkeypatch.setattr(write, "_fsync", failing_fsync)
+    with pytest.raises(
+        WriteError, match=r"cannot write the issue \(Input/output error\)"
+    ) as raised:
+        write_issue(tmp_path, "2026-11-24", {"index.html": b"second"}, replace=True)
+    assert TEMP_PREFIX in raised.value.where  # names the file it could not sync
+    assert (tmp_path / "2026-11-24" / "index.html").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]

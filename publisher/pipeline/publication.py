@@ -152,9 +152,9 @@ def _render_issue(
 # The archive lists this many article titles per issue, then "and N more": its size (and the
 # cost of every publish) must not grow with the articles of every past issue.
 ARCHIVE_TITLES = 5
-# A rebuild installs issue folders in batches of this many, with one durability pass each:
-# a crash mid-rebuild leaves the folders done so far new and the rest old.
-REBUILD_WRITE_BATCH = 10
+# A rebuild makes issue folders durable in batches of this many while the rest still render,
+# so writing them out overlaps rendering; the renames all wait for the last issue.
+REBUILD_SYNC_BATCH = 10
 # Article ids per store query when a rebuild reads every issue's articles (SQLite allows 32,766
 # bound parameters per statement).
 REBUILD_QUERY_IDS = 2_000
@@ -194,9 +194,14 @@ def _rebuild(
     write: bool,
 ) -> int:
     """Regenerate every issue folder: each is rendered and written to a temp folder (in a
-    worker process on every core), then the folders are renamed into place in order."""
+    worker process on every core); only when all of them are, they are renamed into place.
+
+    An issue that fails to render (a theme error, say) leaves the whole site as it was, not
+    half of it in the new theme; a crash during the renames leaves each folder old or new.
+    """
     output = settings.output_dir
-    batch: dict[str, Path] = {}
+    temps: dict[str, Path] = {}
+    unsynced: list[Path] = []
     rebuilt = 0
     with contextlib.ExitStack() as stack:
         # Opened before any file is written, so a failed write-back of any of them is reported.
@@ -209,17 +214,20 @@ def _rebuild(
                 problems.extend(issue_problems)
                 rebuilt += 1
                 if temp is not None:
-                    batch[issue.folder] = temp
-                if len(batch) == REBUILD_WRITE_BATCH or (batch and rebuilt == len(jobs)):
-                    done, batch = batch, {}
-                    install_issues(output, done, replace=True, sync_point=sync_point)
+                    temps[issue.folder] = temp
+                    unsynced.append(temp)
+                if sync_point is not None and len(unsynced) == REBUILD_SYNC_BATCH:
+                    sync_point.sync(unsynced)
+                    unsynced = []
         except BaseException:
             # Stop the workers (each finishes its current issue) before dropping the temp
-            # folders they wrote; the folders installed so far are whole and stay.
+            # folders they wrote; no issue folder has been touched.
             rendered.close()
             if write:
                 remove_stale_temp(output)
             raise
+        if temps:
+            install_issues(output, temps, replace=True, sync_point=sync_point)
     return rebuilt
 
 

@@ -193,6 +193,7 @@ class SyncPoint:
         except OSError as exc:
             raise _write_error(exc, output_dir) from None
         self.output_dir = output_dir
+        self._synced: set[Path] = set()  # a rebuild syncs batches, then installs them all
 
     def __enter__(self) -> SyncPoint:
         return self
@@ -201,11 +202,19 @@ class SyncPoint:
         os.close(self._fd)
 
     def sync(self, folders: list[Path]) -> None:
-        """Put every file and folder below `folders` on disk (raises WriteError)."""
+        """Put every file and folder below `folders` on disk (raises WriteError).
+
+        Folders this made durable before are skipped: nothing is written into a temp
+        folder once it is complete.
+        """
+        pending = [folder for folder in folders if folder not in self._synced]
+        if not pending:
+            return
         try:
-            self._sync(folders)
+            self._sync(pending)
         except OSError as exc:
             raise _write_error(exc, Path(exc.filename or self.output_dir)) from None
+        self._synced.update(pending)
 
     def _sync(self, folders: list[Path]) -> None:
         function = _syncfs_function() if self.whole_filesystem else None

@@ -120,3 +120,27 @@ def test_a_disk_error_while_syncing_leaves_the_published_issue_and_no_temp(
     assert TEMP_PREFIX in raised.value.where  # names the file it could not sync
     assert (tmp_path / "2026-11-24" / "index.html").read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["2026-11-24"]
+
+
+def test_folders_synced_while_a_rebuild_renders_are_not_synced_again_at_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publisher import write
+
+    synced: list[Path] = []
+    real_fsync = write._fsync
+    monkeypatch.setattr(write, "_syncfs_function", lambda: None)  # every file fsynced
+    monkeypatch.setattr(write, "_fsync", lambda path: (synced.append(path), real_fsync(path)))
+    with SyncPoint(tmp_path, whole_filesystem=True) as sync_point:
+        first = write_issue_temp(tmp_path, "2026-11-24", {"index.html": b"a"})
+        sync_point.sync([first])
+        second = write_issue_temp(tmp_path, "2026-11-25", {"index.html": b"b"})
+        install_issues(
+            tmp_path,
+            {"2026-11-24": first, "2026-11-25": second},
+            replace=False,
+            sync_point=sync_point,
+        )
+    files = [p for p in synced if p.name == "index.html"]
+    assert len(files) == 2  # each issue's file once, though `first` was passed twice
+    assert (tmp_path / "2026-11-25" / "index.html").read_bytes() == b"b"

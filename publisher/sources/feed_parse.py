@@ -152,19 +152,10 @@ def _json_entry(
             if isinstance(tag, str) and tag.strip()
         )
     )
-    upstream = [
-        item.get("title"),
-        [content_html, content_text],
-        item.get("summary"),
-        link,
-        author,
-        published.isoformat() if published else None,
-        list(tags),
-    ]
     return build_entry(
-        raw_id=raw_id if isinstance(raw_id, str) else None,
+        raw_id=raw_id,
         link=link,
-        link_is_unique=link is not None and links[link] == 1,
+        links=links,
         title=title,
         content_html=body,
         summary=summary,
@@ -172,7 +163,7 @@ def _json_entry(
         published=published,
         updated=updated,
         tags=tags,
-        upstream=upstream,
+        as_written=(item.get("title"), [content_html, content_text], item.get("summary")),
     )
 
 
@@ -246,9 +237,9 @@ def text_to_html(text: str) -> str:
 
 def build_entry(
     *,
-    raw_id: str | None,
+    raw_id: object,
     link: str | None,
-    link_is_unique: bool,
+    links: Counter[str | None],
     title: str,
     content_html: str,
     summary: str,
@@ -256,12 +247,24 @@ def build_entry(
     published: datetime | None,
     updated: datetime | None,
     tags: tuple[str, ...],
-    upstream: list[Any],
+    as_written: tuple[object, list[object], object],
 ) -> FeedEntry:
+    """One entry from its cleaned fields; `links` counts each link in the document, and
+    `as_written` is the title, bodies and summary as upstream wrote them (for the fingerprint)."""
+    written_title, written_bodies, written_summary = as_written
+    upstream = [
+        written_title,
+        written_bodies,
+        written_summary,
+        link,
+        author,
+        published.isoformat() if published else None,
+        list(tags),
+    ]
     text = lead_text(content_html)
     if not title:
         title = shorten(text, 80) or "Untitled"
-    identity = (raw_id or "").strip() or link
+    identity = (raw_id if isinstance(raw_id, str) else "").strip() or link
     if not identity:
         moment = published or updated
         seed = f"{title}\n{moment.isoformat() if moment else ''}"
@@ -274,7 +277,7 @@ def build_entry(
     return FeedEntry(
         identity=identity,
         link=link,
-        link_is_unique=link_is_unique,
+        link_is_unique=link is not None and links[link] == 1,
         title=shorten(title, TITLE_MAX),
         content_html=content_html,
         summary=summary or shorten(text, SUMMARY_MAX),

@@ -138,20 +138,10 @@ def _xml_entry(
             if str(tag.get("term") or "").strip()
         )
     )
-    raw_id = raw.get("id")
-    upstream = [
-        raw.get("title"),
-        [c.get("value") for c in contents],
-        raw.get("summary"),
-        link,
-        author,
-        published.isoformat() if published else None,
-        list(tags),
-    ]
     return build_entry(
-        raw_id=raw_id if isinstance(raw_id, str) else None,
+        raw_id=raw.get("id"),
         link=link,
-        link_is_unique=link is not None and links[link] == 1,
+        links=links,
         title=title,
         content_html=content_html,
         summary=summary,
@@ -159,7 +149,7 @@ def _xml_entry(
         published=published,
         updated=updated,
         tags=tags,
-        upstream=upstream,
+        as_written=(raw.get("title"), [c.get("value") for c in contents], raw.get("summary")),
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import StoreError
@@ -37,6 +37,8 @@ from publisher.model import (
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
 HEAD_REVISION = "0005"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# PostgreSQL advisory lock held while migrating (any fixed number; ASCII "pubschem").
+SCHEMA_LOCK_KEY = 0x7075_6273_6368_656D
 
 metadata = sa.MetaData()
 articles_table = sa.Table(
@@ -280,6 +282,14 @@ def _wrap_errors(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _revision(conn: Connection) -> str | None:
+    """The schema's migration revision; None for a store with no tables yet."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    revision: str | None = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return revision
+
+
 def _to_db(moment: datetime | None) -> datetime | None:
     # Stored as naive UTC: both SQLite and PostgreSQL keep that unchanged.
     if moment is None:
@@ -391,9 +401,7 @@ class Store:
     @_wrap_errors
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return _revision(conn)
 
     @_wrap_errors
     def migrate(self) -> None:
@@ -415,8 +423,23 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as conn:
+            # A scheduler and a server started together on a new or older store would both
+            # migrate it and one would fail half-way ("table already exists"): the second
+            # waits here for the first, then finds the schema where it wanted it.
+            self._lock_schema(conn)
+            if _revision(conn) == revision:
+                return
             config.attributes["connection"] = conn
             getattr(command, verb)(config, revision)
+
+    def _lock_schema(self, conn: Connection) -> None:
+        """Hold the schema until `conn`'s transaction ends (the migrations run inside it)."""
+        backend = self.url.get_backend_name()
+        if backend == "sqlite":
+            # The write lock now, not at the first write: DDL runs inside this transaction.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif backend == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
     # ------------------------------------------------------------------ articles
 

@@ -97,6 +97,17 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture
+def postgres_url() -> str:
+    """PUBLISHER_TEST_POSTGRES_URL: a scratch PostgreSQL database (postgresql+psycopg://...)
+    that the store tests may empty; they skip where it is not set."""
+    url = os.environ.get("PUBLISHER_TEST_POSTGRES_URL", "")
+    if not url:
+        pytest.skip("set PUBLISHER_TEST_POSTGRES_URL to run the store tests on PostgreSQL too")
+    pytest.importorskip("psycopg")
+    return url
+
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 

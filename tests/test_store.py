@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +15,10 @@ from publisher.errors import StoreError
 from publisher.model import Issue
 from publisher.store import HEAD_REVISION, MIGRATIONS_DIR, Store
 from tests.factories import make_article
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
 
 
 def db_url(tmp_path: Path) -> str:
@@ -35,6 +41,67 @@ def test_an_older_store_upgrades_in_place_keeping_its_articles(tmp_path: Path) -
     with Store.open(url) as store:
         assert store.revision() == HEAD_REVISION
         assert sa.inspect(store.engine).has_table("issues")
+        assert store.get_article(make_article(1).id) == make_article(1)
+
+
+def _open_at_the_barrier(url: str, barrier: Barrier, answers: Queue[str]) -> None:
+    barrier.wait()
+    try:
+        with Store.open(url) as store:
+            answers.put(f"ok {store.revision()}")
+    except StoreError as exc:
+        answers.put(f"failed: {exc}")
+
+
+def _open_together(url: str, processes: int) -> list[str]:
+    """Store.open(url) in `processes` forked processes released at the same moment."""
+    import alembic.command  # imported once here, so the children reach the migration together
+
+    assert alembic.command
+    context = multiprocessing.get_context("fork")
+    barrier, answers = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=_open_at_the_barrier, args=(url, barrier, answers))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    results = [answers.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    return sorted(results)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store no process has opened yet (on PostgreSQL: the scratch database emptied)."""
+    if request.param == "sqlite":
+        return db_url(tmp_path)
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    return postgres_url
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_opening_a_new_store_at_once_all_get_it_migrated(
+    new_store_url: str, attempt: int
+) -> None:
+    # A scheduler and a server started together on a new site: before, one of them failed
+    # ("table articles already exists" on SQLite, a duplicate key in pg_type on PostgreSQL).
+    assert _open_together(new_store_url, processes=3) == [f"ok {HEAD_REVISION}"] * 3
+
+
+def test_processes_upgrading_an_older_store_at_once_keep_its_articles(tmp_path: Path) -> None:
+    url = db_url(tmp_path)
+    with Store.open(url) as store:
+        store.downgrade("0002")
+        store.save_article(make_article(1), size=10, mtime_ns=5, content_hash="ab")
+    assert _open_together(url, processes=3) == [f"ok {HEAD_REVISION}"] * 3
+    with Store.open(url) as store:
         assert store.get_article(make_article(1).id) == make_article(1)
 
 

@@ -21,21 +21,15 @@ NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 HOST = socket.gethostname()
 
 
-# Set to a scratch PostgreSQL database (postgresql+psycopg://...) to run these tests there too.
-POSTGRES_URL = os.environ.get("PUBLISHER_TEST_POSTGRES_URL", "")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'store.db'}"
-    if not POSTGRES_URL:
-        pytest.skip("set PUBLISHER_TEST_POSTGRES_URL to run the lock tests on PostgreSQL too")
-    pytest.importorskip("psycopg")
-    with Store.open(POSTGRES_URL) as store, store.engine.begin() as conn:
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    with Store.open(postgres_url) as store, store.engine.begin() as conn:
         for table in ("locks", "job_runs", "apscheduler_jobs"):
             conn.execute(metadata.tables[table].delete())
-    return POSTGRES_URL
+    return postgres_url
 
 
 def store_at(url: str) -> Store:

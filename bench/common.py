@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,15 +84,19 @@ def run_python(code: str, cwd: Path | None = None, python: str = sys.executable)
 
 
 def run_command(args: list[str], cwd: Path | None = None) -> Measured:
-    """Wall time and peak RSS of a whole command (interpreter start included)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"{args} failed:\n{done.stderr}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return Measured(elapsed, max(after, before) / 1024, done.stdout)
+    """Wall time and peak RSS of a whole command (interpreter start and exit included); the
+    RSS is that of its biggest process (the command or a worker it waited for)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        process = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - t0
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode not in (0, 1):
+            raise RuntimeError(f"{args} failed:\n{err.read()}")
+        return Measured(elapsed, usage.ru_maxrss / 1024, out.read())
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:

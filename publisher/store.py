@@ -6,7 +6,9 @@ import fcntl
 import functools
 import json
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ from publisher.model import (
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
 HEAD_REVISION = "0005"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# How long a SQLite connection waits for another process's write to finish.
+SQLITE_BUSY_SECONDS = 30
 # PostgreSQL advisory lock held while migrating (any fixed number; ASCII "pubschem").
 SCHEMA_LOCK_KEY = 0x7075_6273_6368_656D
 
@@ -282,6 +286,23 @@ def _wrap_errors(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _use_wal(cursor: Any) -> None:
+    """PRAGMA journal_mode=WAL, waiting while another process switches a new file over.
+
+    SQLite answers this pragma "database is locked" at once instead of through the busy
+    timeout, so two processes opening a brand-new store together would see one fail.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _revision(conn: Connection) -> str | None:
     """The schema's migration revision; None for a store with no tables yet."""
     if not sa.inspect(conn).has_table("alembic_version"):
@@ -374,12 +395,12 @@ class Store:
                     where=database,
                     hint="set store.path to a writable place",
                 ) from None
-        engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             # WAL + NORMAL: a power cut may lose the last commits, never corrupt the file.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")

@@ -127,6 +127,22 @@ def test_processes_upgrading_an_older_store_at_once_keep_its_articles(tmp_path: 
         assert store.get_article(make_article(1).id) == make_article(1)
 
 
+def test_a_store_with_published_issues_migrates_down_and_up_keeping_them(
+    tmp_path: Path,
+) -> None:
+    url = db_url(tmp_path)
+    article = make_article(1)
+    with Store.open(url) as store:
+        store.save_article(article, size=10, mtime_ns=5, content_hash="ab")
+        store.save_issue(Issue(1, "2026-11-24", article.date, "T #1", (article.id,)))
+        store.downgrade("0002")  # before, 0003's table copy of articles broke a foreign key
+        assert store.get_issue(1) is not None
+    with Store.open(url) as store:
+        assert store.revision() == HEAD_REVISION
+        assert store.get_issue(1) == Issue(1, "2026-11-24", article.date, "T #1", (article.id,))
+        assert store.get_article(article.id) == article
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with Store.open(db_url(tmp_path)) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

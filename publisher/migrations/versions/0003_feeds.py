@@ -41,7 +41,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_articles_feed_link_key", table_name="articles")
     op.drop_index("ix_articles_feed_entry_key", table_name="articles")
-    with op.batch_alter_table("articles") as batch:
-        batch.drop_column("feed_link_key")
-        batch.drop_column("feed_entry_key")
+    # Plain ALTER TABLE (SQLite 3.35+): a batch copy would drop the articles table, which
+    # foreign keys from issue_articles forbid once any issue is published.
+    op.drop_column("articles", "feed_link_key")
+    op.drop_column("articles", "feed_entry_key")
     op.drop_table("feeds")

@@ -37,7 +37,7 @@ from publisher.model import (
 )
 
 # The newest migration in publisher/migrations/versions; a test keeps the two in step.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # How long a SQLite connection waits for another process's write to finish.
 SQLITE_BUSY_SECONDS = 30
@@ -102,6 +102,7 @@ subscribers_table = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("confirmed_at", sa.DateTime),
     sa.Column("unsubscribed_at", sa.DateTime),
+    sa.Column("confirm_sent_at", sa.DateTime),  # the latest confirmation link (migration 0006)
     sa.CheckConstraint(
         "status IN ('pending', 'active', 'unsubscribed', 'bounced')", name="ck_subscribers_status"
     ),
@@ -755,10 +756,33 @@ class Store:
                     bounce_count=0,
                     created_at=_to_db(now),
                     confirmed_at=_to_db(now) if status == "active" else None,
+                    confirm_sent_at=_to_db(now) if status == "pending" else None,
                 )
             )
             row = conn.execute(sa.select(t).where(t.c.email == email)).one()
         return _subscriber_from_row(row), result.rowcount == 1
+
+    @_wrap_errors
+    def note_confirmation_sent(self, subscriber_id: int, *, now: datetime) -> None:
+        """Record that a fresh confirmation link went to this subscriber at `now`."""
+        t = subscribers_table
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(
+                sa.update(t).where(t.c.id == subscriber_id).values(confirm_sent_at=_to_db(now))
+            )
+
+    @_wrap_errors
+    def delete_expired_signups(self, *, sent_before: datetime) -> int:
+        """Delete the pending (never confirmed) subscribers whose latest confirmation link went
+        out before `sent_before`; returns how many. Nothing else of theirs is stored."""
+        t = subscribers_table
+        with self._writing(), self.engine.begin() as conn:
+            result = conn.execution_options(preserve_rowcount=True).execute(
+                sa.delete(t).where(
+                    t.c.status == "pending", t.c.confirm_sent_at < _to_db(sent_before)
+                )
+            )
+        return int(result.rowcount)
 
     @_wrap_errors
     def import_subscribers(self, rows: Iterable[tuple[str, str]], *, now: datetime) -> int:

@@ -12,7 +12,7 @@ from email.policy import default
 import pytest
 
 from publisher.errors import DeliveryError, RenderError
-from publisher.model import SubscriberStatus
+from publisher.model import Notice, SubscriberStatus
 from publisher.pipeline import Subscriptions, confirm, subscribe
 from publisher.settings import Settings
 from publisher.store import Store
@@ -32,6 +32,15 @@ def parsed(data: bytes) -> EmailMessage:
     message = message_from_bytes(data, policy=default)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def confirm_token(notice: Notice | None) -> str:
+    """The token of the confirmation link in a confirmation mail."""
+    assert notice is not None
+    body = parsed(notice.data).get_body(("plain",))
+    assert body is not None
+    token: str = body.get_content().split("confirm?token=")[1].split()[0]
+    return token
 
 
 def with_status(settings: Settings, email: str, status: SubscriberStatus) -> None:
@@ -86,10 +95,7 @@ def test_a_link_works_for_the_ttl_and_not_from_the_future(
 ) -> None:
     with Subscriptions(settings) as subscriptions:
         notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
-        assert notice is not None
-        body = parsed(notice.data).get_body(("plain",))
-        assert body is not None
-        token = body.get_content().split("confirm?token=")[1].split()[0]
+        token = confirm_token(notice)
 
         assert subscriptions.confirm(token, now=NOW + age).outcome == outcome
 
@@ -97,10 +103,7 @@ def test_a_link_works_for_the_ttl_and_not_from_the_future(
 def test_two_clicks_at_once_send_one_welcome(settings: Settings) -> None:
     with Subscriptions(settings) as subscriptions:
         notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
-        assert notice is not None
-        body = parsed(notice.data).get_body(("plain",))
-        assert body is not None
-        token = body.get_content().split("confirm?token=")[1].split()[0]
+        token = confirm_token(notice)
         results = []
         gate = threading.Barrier(8)
 
@@ -123,10 +126,7 @@ def test_the_welcome_links_the_latest_issue_and_carries_one_click_headers(
 ) -> None:
     with Subscriptions(settings) as subscriptions:
         notice = subscriptions.subscribe("jane@example.org", now=NOW).notice
-        assert notice is not None
-        body = parsed(notice.data).get_body(("plain",))
-        assert body is not None
-        token = body.get_content().split("confirm?token=")[1].split()[0]
+        token = confirm_token(notice)
         welcome = subscriptions.confirm(token, now=NOW).notice
     assert welcome is not None
 
@@ -187,3 +187,60 @@ def test_a_theme_mail_without_its_subject_line_is_named(
         pytest.raises(RenderError, match=r"confirm_email\.txt: the first line must be 'Subject: "),
     ):
         subscriptions.subscribe("jane@example.org", now=NOW)
+
+
+def statuses(subscriptions: Subscriptions) -> dict[str, str]:
+    return {s.email: s.status for s in subscriptions.store.iter_subscribers()}
+
+
+def test_a_sign_up_nobody_confirms_is_deleted_once_its_link_has_expired(
+    settings: Settings,
+) -> None:
+    for email, status in [("ann@example.org", "active"), ("ulf@example.org", "unsubscribed"),
+                          ("bo@example.org", "bounced")]:  # fmt: skip
+        with_status(settings, email, status)  # long before: never deleted, whatever their age
+    with Subscriptions(settings) as subscriptions:
+        subscriptions.subscribe("jane@example.org", now=NOW)
+        subscriptions.subscribe("bob@example.org", now=NOW + timedelta(hours=47))
+        assert "jane@example.org" in statuses(subscriptions)  # her link still works
+
+        subscriptions.subscribe("carol@example.org", now=NOW + timedelta(hours=49))
+
+        assert statuses(subscriptions) == {
+            "ann@example.org": "active",
+            "ulf@example.org": "unsubscribed",
+            "bo@example.org": "bounced",
+            "bob@example.org": "pending",
+            "carol@example.org": "pending",
+        }
+
+
+def test_asking_again_keeps_a_sign_up_as_long_as_its_newest_link(settings: Settings) -> None:
+    with Subscriptions(settings) as subscriptions:
+        subscriptions.subscribe("jane@example.org", now=NOW)
+        again = subscriptions.subscribe("jane@example.org", now=NOW + timedelta(hours=40))
+        subscriptions.subscribe("bob@example.org", now=NOW + timedelta(hours=60))
+
+        assert statuses(subscriptions)["jane@example.org"] == "pending"
+        late = subscriptions.confirm(confirm_token(again.notice), now=NOW + timedelta(hours=61))
+    assert late.outcome == "confirmed"
+
+
+def test_the_link_of_a_deleted_sign_up_says_expired_and_a_forged_one_invalid(
+    settings: Settings,
+) -> None:
+    with Subscriptions(settings) as subscriptions:
+        token = confirm_token(subscriptions.subscribe("jane@example.org", now=NOW).notice)
+        later = NOW + timedelta(hours=50)
+        subscriptions.subscribe("bob@example.org", now=later)  # deletes jane's sign-up
+        assert subscriptions.store.get_subscriber(email="jane@example.org") is None
+
+        expired = subscriptions.confirm(token, now=later)
+        # Another's id with a fresh time but no valid signature: nothing to do with expiry.
+        bob = subscriptions.store.get_subscriber(email="bob@example.org")
+        assert bob is not None
+        forged = f"{bob.id}.{int(later.timestamp() * 1000)}.{'A' * 22}"
+        invalid = subscriptions.confirm(forged, now=later)
+
+    assert (expired.outcome, expired.notice) == ("expired", None)
+    assert invalid.outcome == "invalid"

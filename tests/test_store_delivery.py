@@ -43,6 +43,37 @@ def test_migration_down_and_up_again(store: Store) -> None:
     assert store.revision() == HEAD_REVISION
 
 
+def test_migration_0006_dates_old_sign_ups_by_their_first_request_and_keeps_the_outbox(
+    store: Store,
+) -> None:
+    people(store, 2)
+    store.enqueue_issue(1, now=NOW)
+    store.downgrade("0005")
+    with store.engine.begin() as conn:  # the 0005 table, without the new column
+        conn.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, name, status, bounce_count, created_at) "
+                "VALUES (:email, '', 'pending', 0, :created)"
+            ),
+            [
+                {"email": "late@example.org", "created": NOW.replace(tzinfo=None) - timedelta(3)},
+                {"email": "new@example.org", "created": NOW.replace(tzinfo=None)},
+            ],
+        )
+
+    store.migrate()
+
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("subscribers")}
+    assert "confirm_sent_at" in columns
+    assert store.delete_expired_signups(sent_before=NOW - timedelta(days=2)) == 1
+    assert sorted(s.email for s in store.iter_subscribers()) == [
+        "new@example.org",
+        "p0@example.org",
+        "p1@example.org",
+    ]
+    assert store.delivery_status(1).pending == 2  # a table copy would have cascaded them away
+
+
 def test_the_database_refuses_a_second_row_for_the_same_issue_and_subscriber(
     store: Store,
 ) -> None:

@@ -90,10 +90,13 @@ class Subscriptions:
         gets a fresh link, and stays as they are until they follow it.
         """
         address = subscriber_address(email)
+        self.drop_expired_signups(now)
         subscriber, created = self.store.add_subscriber(address, "", now=now, status="pending")
         before = None if created else subscriber.status
         if subscriber.status == "active":
             return SubscribeResult(subscriber.email, before, None)
+        if not created:
+            self.store.note_confirmation_sent(subscriber.id, now=now)
         token = make_confirm_token(self.key, subscriber.id, subscriber.email, now)
         mail = render_confirm_mail(
             self.env,
@@ -115,13 +118,16 @@ class Subscriptions:
         if parts is None:
             return ConfirmResult("invalid")
         subscriber_id, issued = parts
+        self.drop_expired_signups(now)
         subscriber = self.store.get_subscriber(subscriber_id=subscriber_id)
         if (
             subscriber is None
             or not check_confirm_token(self.key, token, subscriber.id, subscriber.email)
             or issued > now + CLOCK_SKEW
         ):
-            return ConfirmResult("invalid")
+            # An old link whose sign-up was deleted names nobody now: it has expired. Judged by
+            # the link's own time alone, so the answer tells nothing of who is on the list.
+            return ConfirmResult("expired" if now - issued > self.ttl else "invalid")
         if subscriber.status == "active":
             return ConfirmResult("already", subscriber.email)
         left = subscriber.unsubscribed_at
@@ -130,6 +136,11 @@ class Subscriptions:
         if not self.store.activate_subscriber(subscriber.id, now=now):
             return ConfirmResult("already", subscriber.email)  # a second click won the race
         return ConfirmResult("confirmed", subscriber.email, self._welcome(subscriber, now))
+
+    def drop_expired_signups(self, now: datetime) -> int:
+        """Delete sign-ups nobody confirmed before their latest link expired: an address no
+        one has agreed to give us is not kept. Run on every subscribe and confirm."""
+        return self.store.delete_expired_signups(sent_before=now - self.ttl)
 
     def _welcome(self, subscriber: Subscriber, now: datetime) -> Notice:
         token = make_token(self.key, subscriber.id, subscriber.email)

@@ -191,9 +191,12 @@ def test_a_percent_encoded_placeholder_in_an_href_is_filled_too(settings: Settin
 
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=60)
+# Text around the placeholders never holds "%%": the digest renderer breaks up every "%%" in
+# outside text (tests/test_render_digest.py), since "%%UNSUBSCRIBE_URL" written just before
+# the real %%UNSUBSCRIBE_URL%% would make the first 19 characters look like the placeholder.
 bodies_text = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=400
-)
+).filter(lambda text: "%%" not in text)
 
 
 @hsettings(

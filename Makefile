@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SETTINGS ?= settings.toml
 
-.PHONY: demo test lint bench golden clean browser
+.PHONY: demo test lint bench golden clean browser postgres
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check publisher tests bench
 	$(BIN)/mypy publisher
 
-test: lint browser
+test: lint browser postgres
 	$(BIN)/python -m pytest
 
 # Rewrite tests/golden/ from the current code; review `git diff tests/golden` before committing.
@@ -47,4 +47,18 @@ browser:
 		echo "browser: installing Debian's chromium for the browser tests"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null) \
 			|| echo "browser: apt-get could not install chromium; the browser tests will be skipped"; \
+	fi
+
+# The store tests also run on PostgreSQL, on a throwaway server they start themselves from
+# Debian's programs. Install them when missing, as for chromium above.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "postgres: PostgreSQL is missing and installing it needs root (apt-get install postgresql); the PostgreSQL store tests will be skipped"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "postgres: PostgreSQL is missing and there is no apt-get here; the PostgreSQL store tests will be skipped"; \
+	else \
+		echo "postgres: installing Debian's PostgreSQL for the store tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null) \
+			|| echo "postgres: apt-get could not install PostgreSQL; the PostgreSQL store tests will be skipped"; \
 	fi

@@ -16,8 +16,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from publisher.settings import Settings, load_settings
+from tests.postgres_server import postgres_bin, postgres_server
 
 if TYPE_CHECKING:
+    from publisher.store import Store
     from tests.server_support import Served, Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,15 +99,41 @@ def shared_dir() -> Path:
     return SHARED
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """PUBLISHER_TEST_POSTGRES_URL: a scratch PostgreSQL database (postgresql+psycopg://...)
-    that the store tests may empty; they skip where it is not set."""
+@pytest.fixture(scope="session")
+def _postgres_session() -> Iterator[str | None]:
     url = os.environ.get("PUBLISHER_TEST_POSTGRES_URL", "")
-    if not url:
-        pytest.skip("set PUBLISHER_TEST_POSTGRES_URL to run the store tests on PostgreSQL too")
+    bin_dir = postgres_bin()
+    if url or bin_dir is None:
+        yield url or None
+        return
+    with postgres_server(bin_dir) as started:
+        yield started
+
+
+@pytest.fixture
+def postgres_url(_postgres_session: str | None) -> str:
+    """A scratch PostgreSQL database the store tests may empty: PUBLISHER_TEST_POSTGRES_URL
+    (postgresql+psycopg://...) when set, else a throwaway server these tests start (`make
+    test` installs Debian's PostgreSQL when missing); they skip where there is neither."""
     pytest.importorskip("psycopg")
-    return url
+    if _postgres_session is None:
+        pytest.skip(
+            "no PostgreSQL here: install it (apt-get install postgresql) or set "
+            "PUBLISHER_TEST_POSTGRES_URL to run the store tests on PostgreSQL too"
+        )
+    return _postgres_session
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    """A store on the scratch PostgreSQL database, every table emptied first."""
+    from publisher.store import Store, metadata
+
+    with Store.open(postgres_url) as store:
+        with store.engine.begin() as conn:
+            tables = ", ".join(table.name for table in metadata.sorted_tables)
+            conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        yield store
 
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

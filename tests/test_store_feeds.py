@@ -34,8 +34,11 @@ def feed_article(n: int, slug: str | None = None, source: str = FEED) -> FeedArt
     return FeedArticleWrite(article, f"ek-{n}", f"lk-{n}", f"hash-{n}", new=True)
 
 
-@pytest.fixture
-def store(site: Site) -> Iterator[Store]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, site: Site) -> Iterator[Store]:
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_store")
+        return
     with Store.open(site.settings().database_url) as opened:
         yield opened
 

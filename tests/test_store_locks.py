@@ -25,11 +25,8 @@ HOST = socket.gethostname()
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'store.db'}"
-    postgres_url: str = request.getfixturevalue("postgres_url")
-    with Store.open(postgres_url) as store, store.engine.begin() as conn:
-        for table in ("locks", "job_runs", "apscheduler_jobs"):
-            conn.execute(metadata.tables[table].delete())
-    return postgres_url
+    emptied: Store = request.getfixturevalue("postgres_store")
+    return emptied.url.render_as_string(hide_password=False)
 
 
 def store_at(url: str) -> Store:

@@ -34,31 +34,27 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-# The browser tests drive Debian's chromium (never a downloaded one). Install it when missing;
-# without apt or root, say why and go on: those tests then skip, naming what is missing.
+# $(call apt_ensure,TARGET,CHECK,PACKAGES,WHAT,TESTS): when the shell test CHECK fails, install
+# Debian's PACKAGES; without root or apt, say why and go on: TESTS then skip, naming it.
+define apt_ensure
+	@if $(2); then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "$(1): $(4) is missing and installing it needs root (apt-get install $(3)); $(5) will be skipped"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "$(1): $(4) is missing and there is no apt-get here; $(5) will be skipped"; \
+	else \
+		echo "$(1): installing Debian's $(3) for $(5)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(3) >/dev/null) \
+			|| echo "$(1): apt-get could not install $(3); $(5) will be skipped"; \
+	fi
+endef
+
+# The browser tests drive Debian's chromium, never a downloaded one.
 CHROMIUM := /usr/bin/chromium
 browser:
-	@if [ -x $(CHROMIUM) ]; then :; \
-	elif [ "$$(id -u)" != 0 ]; then \
-		echo "browser: $(CHROMIUM) is missing and installing it needs root (apt-get install chromium); the browser tests will be skipped"; \
-	elif ! command -v apt-get >/dev/null 2>&1; then \
-		echo "browser: $(CHROMIUM) is missing and there is no apt-get here; the browser tests will be skipped"; \
-	else \
-		echo "browser: installing Debian's chromium for the browser tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null) \
-			|| echo "browser: apt-get could not install chromium; the browser tests will be skipped"; \
-	fi
+	$(call apt_ensure,browser,[ -x $(CHROMIUM) ],chromium fonts-dejavu-core,$(CHROMIUM),the browser tests)
 
 # The store tests also run on PostgreSQL, on a throwaway server they start themselves from
-# Debian's programs. Install them when missing, as for chromium above.
+# Debian's programs.
 postgres:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" != 0 ]; then \
-		echo "postgres: PostgreSQL is missing and installing it needs root (apt-get install postgresql); the PostgreSQL store tests will be skipped"; \
-	elif ! command -v apt-get >/dev/null 2>&1; then \
-		echo "postgres: PostgreSQL is missing and there is no apt-get here; the PostgreSQL store tests will be skipped"; \
-	else \
-		echo "postgres: installing Debian's PostgreSQL for the store tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null) \
-			|| echo "postgres: apt-get could not install PostgreSQL; the PostgreSQL store tests will be skipped"; \
-	fi
+	$(call apt_ensure,postgres,ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,postgresql,PostgreSQL,the PostgreSQL store tests)

@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from publisher.cli import cli
+from publisher.store import Store
 from tests.conftest import ROOT, Site
 from tests.delivery_support import (
     SEND_NOW,
     TOKEN_KEY,
     add_subscribers,
     delivery_site,
+    publish_issue,
     smtp_settings,
 )
 from tests.smtp_sink import SmtpSink
@@ -152,8 +154,6 @@ def test_send_killed_mid_run_then_run_again_sends_each_subscriber_one_message(
 ) -> None:
     site = make_site(extra=smtp_settings(smtp_sink))
     settings = site.settings()
-    from tests.delivery_support import publish_issue
-
     publish_issue(settings)
     addresses = add_subscribers(settings, 60)
     smtp_sink.faults.data_delay = 0.03  # ~35 messages a second over 2 connections
@@ -186,6 +186,40 @@ def test_send_killed_mid_run_then_run_again_sends_each_subscriber_one_message(
     assert len(smtp_sink.messages) - len(addresses) <= settings.smtp.connections
     status = invoke(site, "status")
     assert "finished" in status.output
+
+
+def test_shared_senders_on_postgresql_send_each_subscriber_one_message(
+    make_site: SiteFactory, smtp_sink: SmtpSink, postgres_store: Store
+) -> None:
+    site = make_site(extra=smtp_settings(smtp_sink))
+    url = postgres_store.url.render_as_string(hide_password=False)
+    text = site.settings_path.read_text().replace('path = "state/test.db"', f'url = "{url}"')
+    site.settings_path.write_text(text)
+    settings = site.settings()
+    assert settings.database_url == url
+    publish_issue(settings)
+    addresses = add_subscribers(settings, 300)  # three claims' worth (CLAIM_BATCH)
+    smtp_sink.faults.data_delay = 0.01  # so that each worker is still busy when the next comes
+    command = [sys.executable, "-m", "publisher", "--settings", str(site.settings_path)]
+    workers = [
+        subprocess.Popen(
+            [*command, "send", "--shared", *NOW],
+            env={**os.environ, "PUBLISHER_TOKEN_KEY": TOKEN_KEY},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [worker.communicate(timeout=60) for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
+    assert smtp_sink.recipients() == {address: 1 for address in addresses}
+    sent = [int(out.split("This run: ")[1].split(" sent")[0]) for out, _err in outputs]
+    assert sum(sent) == 300
+    assert sum(count > 0 for count in sent) >= 2  # they really shared the outbox
+    assert "finished" in invoke(site, "status").output
 
 
 def test_failed_list_of_an_unknown_issue_is_an_error_before_any_output(site: Site) -> None:

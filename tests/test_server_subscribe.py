@@ -15,7 +15,7 @@ from publisher.delivery.tokens import make_confirm_token, make_token
 from publisher.model import SubscriberStatus
 from publisher.store import Store
 from tests.delivery_support import TOKEN_KEY
-from tests.server_support import Served
+from tests.server_support import LiveServer, Served
 
 KEY = TOKEN_KEY.encode()
 NOWISH = datetime.now(UTC)
@@ -134,6 +134,23 @@ def test_an_expired_link_is_refused_and_a_fresh_one_can_be_asked_for(served: Ser
     subscriber = served.subscriber("jane@example.org")
     assert subscriber is not None and subscriber.status == "pending"
     served.no_more_mail(0, wait=0.1)
+
+
+def test_sign_ups_that_expired_while_the_server_was_down_go_when_it_starts(
+    served: Served,
+) -> None:
+    served.server.stop()
+    with Store.open(served.settings.database_url) as store:
+        for email, hours in (("stale@example.org", 49), ("fresh@example.org", 1)):
+            moment = datetime.now(UTC) - timedelta(hours=hours)
+            store.add_subscriber(email, "", now=moment, status="pending")
+
+    port = int(served.url.rsplit(":", 1)[1].strip("/"))
+    served.server = LiveServer(served.settings, port).start()
+
+    assert served.subscriber("stale@example.org") is None
+    fresh = served.subscriber("fresh@example.org")
+    assert fresh is not None and fresh.status == "pending"
 
 
 def test_a_link_still_within_its_time_works(serve_site: Callable[..., Served]) -> None:

@@ -139,8 +139,11 @@ class Subscriptions:
 
     def drop_expired_signups(self, now: datetime) -> int:
         """Delete sign-ups nobody confirmed before their latest link expired: an address no
-        one has agreed to give us is not kept. Run on every subscribe and confirm."""
-        return self.store.delete_expired_signups(sent_before=now - self.ttl)
+        one has agreed to give us is not kept. Run at server start, subscribe and confirm."""
+        deleted = self.store.delete_expired_signups(sent_before=now - self.ttl)
+        if deleted:
+            log.info("deleted %d sign-up(s) nobody confirmed within their link's time", deleted)
+        return deleted
 
     def _welcome(self, subscriber: Subscriber, now: datetime) -> Notice:
         token = make_token(self.key, subscriber.id, subscriber.email)

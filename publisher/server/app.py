@@ -130,6 +130,8 @@ class _Endpoints:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # Sign-ups that expired while the server was down go now, not at the next visitor.
+        await run_in_threadpool(self.subscriptions.drop_expired_signups, self.clock())
         try:
             yield
         finally:

@@ -62,6 +62,14 @@ class Site:
     def settings(self) -> Settings:
         return load_settings(self.settings_path, environ={})
 
+    def use_database(self, url: str) -> None:
+        """Keep the store in the database at `url` instead of state/test.db."""
+        text = self.settings_path.read_text(encoding="utf-8")
+        assert 'path = "state/test.db"' in text
+        self.settings_path.write_text(
+            text.replace('path = "state/test.db"', f'url = "{url}"'), encoding="utf-8"
+        )
+
     def write(self, name: str, content: str | bytes) -> Path:
         path = self.articles / name
         path.parent.mkdir(parents=True, exist_ok=True)

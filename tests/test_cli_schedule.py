@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from publisher import pipeline
 from publisher.cli import cli
 from publisher.model import JobRun
+from publisher.store import Store
 from tests.conftest import ROOT, Site
 from tests.scheduler_support import (
     ENV,
@@ -164,6 +165,31 @@ def test_status_shows_each_job_last_and_next_run(make_site: SiteFactory) -> None
     with pipeline.exclusive(settings, "scheduler", purpose="publisher run"):
         running = invoke(site, "status").output
     assert f"publisher run: running: publisher run {HOLDER}" in running.replace("\n", " ")
+
+
+def test_run_on_postgresql_keeps_its_jobs_and_lock_in_that_database(
+    make_site: SiteFactory, postgres_store: Store
+) -> None:
+    site = make_site(extra=schedule(collect="every 30m", publish="0 7 * * mon-fri"))
+    site.use_database(postgres_store.url.render_as_string(hide_password=False))
+    site.write("harbour-lights.txt", article_text("Harbour lights return"))
+    settings = site.settings()
+
+    first = run_publisher(site, "run", "--once")
+
+    assert first.returncode == 0, first.stderr
+    jobs = {job.job: job for job in pipeline.schedule_status(settings).jobs}
+    assert sorted(jobs) == ["collect", "publish", "send"]
+    assert jobs["collect"].next_run is not None and jobs["publish"].next_run is not None
+    with postgres_store.engine.connect() as conn:  # APScheduler's own table, on PostgreSQL
+        stored = conn.exec_driver_sql("SELECT count(*) FROM apscheduler_jobs").scalar()
+    assert stored == 2
+    with pipeline.exclusive(settings, "scheduler", purpose="publisher run"):
+        second = run_publisher(site, "run", "--once")
+    assert second.returncode == 1
+    assert second.stderr.startswith(
+        f"error: another `publisher run` is running on this store: publisher run {HOLDER}"
+    )
 
 
 def test_status_without_a_schedule_shows_no_schedule_section(site: Site) -> None:

@@ -192,11 +192,8 @@ def test_shared_senders_on_postgresql_send_each_subscriber_one_message(
     make_site: SiteFactory, smtp_sink: SmtpSink, postgres_store: Store
 ) -> None:
     site = make_site(extra=smtp_settings(smtp_sink))
-    url = postgres_store.url.render_as_string(hide_password=False)
-    text = site.settings_path.read_text().replace('path = "state/test.db"', f'url = "{url}"')
-    site.settings_path.write_text(text)
+    site.use_database(postgres_store.url.render_as_string(hide_password=False))
     settings = site.settings()
-    assert settings.database_url == url
     publish_issue(settings)
     addresses = add_subscribers(settings, 300)  # three claims' worth (CLAIM_BATCH)
     smtp_sink.faults.data_delay = 0.01  # so that each worker is still busy when the next comes

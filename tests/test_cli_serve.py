@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from publisher.server import listen
+from tests.conftest import Site
 from tests.delivery_support import TOKEN_KEY
 from tests.server_support import Template
 
@@ -75,6 +77,16 @@ def test_serve_prints_its_url_serves_the_site_and_stops_cleanly_on_a_signal(
     assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"
     assert "Traceback" not in stderr
     assert TOKEN_KEY not in stderr
+
+
+def test_the_printed_url_takes_connections_before_the_server_has_started(site: Site) -> None:
+    # `serve` prints its URL, then uvicorn starts (deleting expired sign-ups first): a client
+    # that connects in between must wait in the queue. Before, it was refused.
+    sock = listen(site.settings(), "127.0.0.1", 0)
+    with sock, socket.create_connection(sock.getsockname(), timeout=5) as client:
+        accepted, _ = sock.accept()
+        accepted.close()
+        assert client.recv(1) == b""  # connected, then closed by our side: never refused
 
 
 def test_serve_without_the_signing_key_stops_at_once_with_one_line(site_copy: Path) -> None:

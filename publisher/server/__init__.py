@@ -11,7 +11,7 @@ from publisher.errors import ConfigError
 from publisher.server.app import create_app
 from publisher.settings import Settings
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "listen", "serve"]
 
 
 def serve(
@@ -47,7 +47,7 @@ def serve(
 
 
 def listen(settings: Settings, host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn; ConfigError naming the setting when the port is taken."""
+    """A listening TCP socket for uvicorn; ConfigError naming the setting when the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and without it
     # every response (headers, then body) waits ~40 ms on the client's delayed ACK.
@@ -55,6 +55,10 @@ def listen(settings: Settings, host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening from here on: the URL is printed before uvicorn has started (its start-up
+        # deletes expired sign-ups first), and a client that comes at once must be queued,
+        # not refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ConfigError(

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SETTINGS ?= settings.toml
 
-.PHONY: demo test lint bench golden clean browser postgres
+.PHONY: demo test lint bench golden clean browser postgres spamassassin
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check publisher tests bench
 	$(BIN)/mypy publisher
 
-test: lint browser postgres
+test: lint browser postgres spamassassin
 	$(BIN)/python -m pytest
 
 # Rewrite tests/golden/ from the current code; review `git diff tests/golden` before committing.
@@ -58,3 +58,7 @@ browser:
 # Debian's programs.
 postgres:
 	$(call apt_ensure,postgres,ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1,postgresql,PostgreSQL,the PostgreSQL store tests)
+
+# Every kind of mail we send is scored by Debian's SpamAssassin, with its local rules only.
+spamassassin:
+	$(call apt_ensure,spamassassin,command -v spamassassin >/dev/null 2>&1,spamassassin,SpamAssassin,the spam-filter tests)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 
-from publisher.model import Issue
+from publisher.model import Issue, Notice
 from publisher.settings import Settings
 from publisher.store import Store
 from tests.conftest import Site
@@ -122,3 +125,19 @@ def delivery_site(
     if subscribers:
         add_subscribers(settings, subscribers)
     return DeliverySite(site, settings, issue)
+
+
+def mail_body(data: bytes, kind: str) -> str:
+    """The decoded text of a message's "plain" or "html" part."""
+    message = message_from_bytes(data, policy=default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body((kind,))
+    assert body is not None
+    content: str = body.get_content()
+    return content
+
+
+def confirm_token(notice: Notice | None) -> str:
+    """The token of the confirmation link in a confirmation mail."""
+    assert notice is not None
+    return mail_body(notice.data, "plain").split("confirm?token=")[1].split()[0]

@@ -12,12 +12,12 @@ from email.policy import default
 import pytest
 
 from publisher.errors import DeliveryError, RenderError
-from publisher.model import Notice, SubscriberStatus
+from publisher.model import SubscriberStatus
 from publisher.pipeline import Subscriptions, confirm, subscribe
 from publisher.settings import Settings
 from publisher.store import Store
 from tests.conftest import Site
-from tests.delivery_support import PUBLISHED, delivery_site
+from tests.delivery_support import PUBLISHED, confirm_token, delivery_site
 from tests.smtp_sink import SmtpSink
 
 NOW = PUBLISHED + timedelta(days=1)
@@ -32,15 +32,6 @@ def parsed(data: bytes) -> EmailMessage:
     message = message_from_bytes(data, policy=default)
     assert isinstance(message, EmailMessage)
     return message
-
-
-def confirm_token(notice: Notice | None) -> str:
-    """The token of the confirmation link in a confirmation mail."""
-    assert notice is not None
-    body = parsed(notice.data).get_body(("plain",))
-    assert body is not None
-    token: str = body.get_content().split("confirm?token=")[1].split()[0]
-    return token
 
 
 def with_status(settings: Settings, email: str, status: SubscriberStatus) -> None:

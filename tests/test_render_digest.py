@@ -402,6 +402,27 @@ def all_pages(env: jinja2.Environment, settings: Settings) -> dict[str, bytes]:
     return pages
 
 
+def test_time_elements_carry_at_most_three_digits_of_a_second(
+    env: jinja2.Environment, settings: Settings
+):
+    # Real runs publish at the clock's time; HTML's datetime syntax allows 1-3 fraction digits.
+    content = golden_content()
+    moment = datetime(2026, 11, 24, 6, 0, 5, 123456, tzinfo=UTC)
+    content = replace(
+        content,
+        summary=replace(content.summary, published_at=moment),
+        articles=tuple(
+            replace(item, article=replace(item.article, date=moment)) for item in content.articles
+        ),
+    )
+    pages = render_issue_pages(env, settings, content)
+    pages["archive"] = render_archive(env, settings, [content.summary])
+
+    for name, page in pages.items():
+        stamps = re.findall(rb'<time datetime="([^"]+)"', page)
+        assert stamps and set(stamps) == {b"2026-11-24T07:00:05+01:00"}, name
+
+
 def test_every_page_is_valid_html5_with_feeds_and_a_subscribe_form(
     env: jinja2.Environment, settings: Settings
 ):

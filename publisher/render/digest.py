@@ -106,7 +106,8 @@ def make_environment(
     zone = settings.zone
     env.filters.update(
         date=lambda value: _human_date(value, zone),
-        isodate=lambda value: _local(value, zone).isoformat(),
+        # HTML's datetime attribute allows at most three digits of a second's fraction.
+        isodate=lambda value: _local(value, zone).isoformat(timespec="seconds"),
         text=text.html_to_text,
         fit_images=_fit_images,
         wrap=lambda value: text.wrap(str(value)),

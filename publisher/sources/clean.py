@@ -38,6 +38,10 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"<[^>]*>")
+_LINK_REL = "noopener noreferrer"
+# nh3 writes every attribute value in double quotes with < > " escaped, so a start tag ends
+# at the first ">" and ' href="' can only be an attribute.
+_ANCHOR_TAG = re.compile(r"<a [^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
@@ -54,6 +58,7 @@ def normalize_text(text: str) -> str:
 def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
     """Keep structure and links; drop scripts, styles, event handlers and unsafe URLs.
 
+    A link left without its URL keeps its text, as an <a> with no href (and no rel).
     An <h1> becomes an <h2>: the article title is the page's only <h1>. With `base_url`,
     relative links and image sources are made absolute against it in the same pass. The
     result holds no character XML forbids, even written as a reference ("&#1;").
@@ -65,7 +70,16 @@ def sanitize_html(fragment: str, *, base_url: str | None = None) -> str:
         # characters again (URL attributes were cleaned of them in the filter, before their
         # scheme was checked). Named references never stand for such a character.
         cleaned = strip_xml_forbidden(cleaned)
+    if "<a " in cleaned:
+        cleaned = _ANCHOR_TAG.sub(_rel_only_with_href, cleaned)
     return cleaned.replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+
+
+def _rel_only_with_href(anchor: re.Match[str]) -> str:
+    # nh3 gives every <a> the rel, but HTML forbids rel on an <a> without href (one whose
+    # unsafe link was dropped): the W3C checker rejects such a page.
+    tag = anchor.group()
+    return tag if ' href="' in tag else tag.replace(f' rel="{_LINK_REL}"', "")
 
 
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
@@ -79,7 +93,7 @@ def _cleaner(base_url: str | None) -> nh3.Cleaner:
         clean_content_tags={"script", "style", "template", "noscript", "iframe", "object"},
         attributes=_ALLOWED_ATTRIBUTES,
         url_schemes=_URL_SCHEMES,
-        link_rel="noopener noreferrer",
+        link_rel=_LINK_REL,
         attribute_filter=_url_filter(base_url),
     )
 

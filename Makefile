@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SETTINGS ?= settings.toml
 
-.PHONY: demo test lint bench golden clean browser postgres spamassassin
+.PHONY: demo test lint bench golden clean browser postgres spamassassin java
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check publisher tests bench
 	$(BIN)/mypy publisher
 
-test: lint browser postgres spamassassin
+test: lint browser postgres spamassassin java
 	$(BIN)/python -m pytest
 
 # Rewrite tests/golden/ from the current code; review `git diff tests/golden` before committing.
@@ -62,3 +62,7 @@ postgres:
 # Every kind of mail we send is scored by Debian's SpamAssassin, with its local rules only.
 spamassassin:
 	$(call apt_ensure,spamassassin,command -v spamassassin >/dev/null 2>&1,spamassassin,SpamAssassin,the spam-filter tests)
+
+# The W3C Nu HTML Checker (vnu.jar, from the dev extras) checks every page; it runs on java.
+java:
+	$(call apt_ensure,java,command -v java >/dev/null 2>&1,default-jre-headless,java,the HTML checker tests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -134,4 +135,64 @@ def test_the_archive_and_an_issue_fit_the_screen_and_satisfy_their_csp(
         assert page.evaluate("getComputedStyle(document.body).maxWidth") == "672px"
 
     assert watch.problems == []
+    context.close()
+
+
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_passes_axe_accessibility_checks(
+    browser: sync_api.Browser, served: Served, scheme: str
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    served.subscribe("reader@example.org")
+    [confirm] = links(served, 0)
+    assert served.client().get(confirm).status_code == 200
+    [unsubscribe] = links(served, 1)
+    pages = {
+        "archive": served.url,
+        "issue": f"{served.url}{ISSUE}/",
+        "article": f"{served.url}{ISSUE}/harbour-lights-return.html",
+        "subscribe": f"{served.url}subscribe",
+        "confirmed": confirm,
+        "unsubscribe": unsubscribe,
+        "email": f"{served.url}{ISSUE}/email.html",
+    }
+    # The theme has a dark palette too: its contrast is checked as well.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, color_scheme=cast(Any, scheme)
+    )
+    page = context.new_page()
+    axe = Axe()
+    found = {}
+    for name, url in pages.items():
+        page.goto(url)
+        # A mail client frames the digest with its own landmarks: axe's best practices
+        # about landmarks (one <main>, all content in regions) are for whole pages only.
+        tags = WCAG if name == "email" else [*WCAG, "best-practice"]
+        results = axe.run(page, options={"runOnly": {"type": "tag", "values": tags}})
+        found[name] = [
+            f"{v['id']} ({v['impact']}) x{len(v['nodes'])}: {v['nodes'][0]['html'][:120]}"
+            for v in results.response["violations"]
+        ]
+    context.close()
+    assert found == {name: [] for name in pages}
+
+
+@pytest.mark.parametrize(("width", "column"), [(375, 375), (1024, 600)])
+def test_the_digest_fits_a_phone_and_keeps_a_600_px_column_on_a_desktop(
+    browser: sync_api.Browser, served: Served, width: int, column: int
+) -> None:
+    # Chromium stands in for the WebKit of Apple Mail and iOS Mail, which honour @media too.
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(f"{served.url}{ISSUE}/email.html")
+    page.screenshot(path=OUTPUT / f"email-{width}.png", full_page=True)
+
+    overflow = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert overflow[0] <= overflow[1], overflow
+    box = page.locator("table.container").bounding_box()
+    assert box is not None and box["width"] == column
     context.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,6 +11,8 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+
+import lxml.html
 
 from publisher.model import Issue, Notice
 from publisher.settings import Settings
@@ -141,3 +145,10 @@ def confirm_token(notice: Notice | None) -> str:
     """The token of the confirmation link in a confirmation mail."""
     assert notice is not None
     return mail_body(notice.data, "plain").split("confirm?token=")[1].split()[0]
+
+
+def urls_in_parts(data: bytes) -> tuple[Counter[str], Counter[str]]:
+    """Every URL of a mail's HTML part (links and pictures) and of its text part, counted."""
+    page = lxml.html.document_fromstring(mail_body(data, "html"))
+    in_html = Counter(str(url) for url in page.xpath("//a/@href | //img/@src"))
+    return in_html, Counter(re.findall(r"https?://\S+", mail_body(data, "plain")))

@@ -53,11 +53,14 @@ def test_lists_quotes_code_tables_and_images():
         "Mon | 9-5\n"
         "\n"
         "Look\n"
-        "here: [A map] [image]\n"
+        "here: [A map] [1] [image] [2]\n"
         "\n"
         "* * *\n"
         "\n"
-        "End"
+        "End\n"
+        "\n"
+        "[1] https://example.org/a.png\n"
+        "[2] b.png"
     )
 
 

@@ -157,6 +157,9 @@ class _Writer:
         elif tag == "img":
             alt = _SPACE.sub(" ", el.get("alt") or "").strip()
             self.inline.append(f"[{alt}]" if alt else "[image]")
+            # The picture's address as a note, like a link's: a reader of the text can still
+            # open it, and both parts of a mail carry the same URLs (spam filters compare).
+            self.note(el.get("src"))
         elif tag == "a":
             self.link(el)
         elif tag == "pre":
@@ -215,9 +218,16 @@ class _Writer:
         if not shown:
             self.inline.append(href)
             return
-        if href not in self.links:
-            self.links.append(href)
-        self.inline.append(f" [{self.links.index(href) + 1}]")
+        self.note(href)
+
+    def note(self, url: str | None) -> None:
+        """Mark the text just written with the number of `url` in the notes below."""
+        url = (url or "").strip()
+        if not url:
+            return
+        if url not in self.links:
+            self.links.append(url)
+        self.inline.append(f" [{self.links.index(url) + 1}]")
 
     def list(self, el: etree._Element, *, ordered: bool) -> None:
         self.flush()

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from publisher.errors import ConfigError
 
 ENV_PREFIX = "PUBLISHER_"
+# A BCP 47 tag in its common shape: a language, then subtags (script, region, variant).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 
 class _Section(BaseModel):
@@ -41,6 +43,13 @@ class SiteSettings(_Section):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL such as 'https://example.org/news/'")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        if value and not _LANGUAGE_TAG.fullmatch(value):
+            raise ValueError("must be a language tag such as 'en', 'de' or 'pt-BR' (BCP 47)")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -430,6 +430,31 @@ def all_pages(env: jinja2.Environment, settings: Settings) -> dict[str, bytes]:
     return pages
 
 
+@pytest.mark.parametrize(
+    ("language", "shown"),
+    [("en", "24 November 2026"), ("de", "24. November 2026"),
+     ("pt-BR", "24 de novembro de 2026"), ("en-US", "November 24, 2026")],
+)  # fmt: skip
+def test_dates_are_written_in_the_sites_language(tmp_path: Path, language: str, shown: str):
+    # A theme can translate its own words; the month names come from the language setting.
+    local = make_settings(tmp_path, language=language)
+    env = make_environment(local)
+    content = golden_content()  # published 07:00 on 24 November in Berlin
+
+    digest = render_digest(env, local, content)
+    page = render_issue_pages(env, local, content)["index.html"].decode()
+
+    assert f"Issue 7 · {shown}" in digest.html
+    assert f"Issue 7 · {shown}" in digest.text
+    assert f">{shown}</time>" in page
+
+
+def test_a_language_without_known_dates_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError) as caught:
+        make_environment(make_settings(tmp_path, language="qq"))
+    assert "[site] language: no dates known for 'qq'" in str(caught.value)
+
+
 def test_time_elements_carry_at_most_three_digits_of_a_second(
     env: jinja2.Environment, settings: Settings
 ):

@@ -45,15 +45,17 @@ def test_every_problem_is_reported_at_once_naming_file_key_and_what_is_allowed(
     path = write(
         tmp_path,
         '[site]\ntitle = "T"\nurl = "example.org"\ntimezone = "Mars/Olympus"\ncolour = "red"\n'
+        'language = "English"\n'
         "[issue]\nmax_articles = 0\norder = 'random'\n"
         "[sotre]\npath = 'x.db'\n",
     )
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})
     message = str(caught.value)
-    assert message.startswith(f"{path}: 6 problems")
+    assert message.startswith(f"{path}: 7 problems")
     assert "[site] url: must be an absolute http(s) URL" in message
     assert "[site] timezone: unknown time zone 'Mars/Olympus'" in message
+    assert "[site] language: must be a language tag such as 'en', 'de' or 'pt-BR'" in message
     assert "[site] colour: unknown key; allowed: title, url," in message
     assert "[issue] max_articles: Input should be greater than 0" in message
     assert "[issue] order: Input should be 'newest' or 'oldest'" in message

@@ -8,9 +8,9 @@ import logging
 import re
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -105,7 +105,7 @@ def make_environment(
     )
     zone = settings.zone
     env.filters.update(
-        date=lambda value: _human_date(value, zone),
+        date=_date_filter(settings, zone),
         # HTML's datetime attribute allows at most three digits of a second's fraction.
         isodate=lambda value: _local(value, zone).isoformat(timespec="seconds"),
         text=text.html_to_text,
@@ -414,6 +414,35 @@ def _human_date(value: datetime, zone: ZoneInfo) -> str:
     """ "24 November 2026": English month names, so output never depends on the process locale."""
     local = _local(value, zone)
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+def _date_filter(settings: Settings, zone: ZoneInfo) -> Callable[[datetime], str]:
+    """The `date` filter: "24 November 2026" for [site] language "en", else that language's
+    own long date from Babel's CLDR data ("24. November 2026" for "de", "November 24, 2026"
+    for "en-US"): a theme can translate its words, but not the month names."""
+    language = settings.site.language
+    if language.lower() in ("", "en"):
+        return lambda value: _human_date(value, zone)
+    # Imported here: an English site never pays for Babel (~15 ms).
+    from babel import Locale, UnknownLocaleError
+    from babel.dates import format_date
+
+    try:
+        locale = Locale.parse(language, sep="-")
+    except (UnknownLocaleError, ValueError):
+        raise ConfigError(
+            [
+                f"[site] language: no dates known for {language!r}; use a language tag such "
+                "as 'de', 'fr', 'pt-BR' or 'en'"
+            ],
+            where=str(settings.source_file),
+        ) from None
+
+    @functools.lru_cache(maxsize=1024)
+    def formatted(day: date) -> str:
+        return str(format_date(day, format="long", locale=locale))
+
+    return lambda value: formatted(_local(value, zone).date())
 
 
 # -- server (issue 7): what the server's own pages and mails share with the site ---------------

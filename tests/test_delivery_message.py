@@ -108,7 +108,9 @@ def test_wire_format_is_crlf_ascii_and_no_line_is_over_998_octets(settings: Sett
     assert "x" * 5000 in page
 
 
-def test_headers_name_sender_recipient_list_and_one_click_unsubscribe(settings: Settings) -> None:
+def test_headers_name_sender_recipient_list_one_click_unsubscribe_and_no_auto_replies(
+    settings: Settings,
+) -> None:
     message = parse(build(settings))
 
     assert message["From"] == "Test Dispatch <desk@news.example.org>"
@@ -119,6 +121,10 @@ def test_headers_name_sender_recipient_list_and_one_click_unsubscribe(settings: 
     assert re.fullmatch(r"<3\.42\.[A-Za-z0-9_-]{16}@news\.example\.org>", message["Message-ID"])
     assert message["List-Id"] == '"Test Dispatch" <test-dispatch.news.example.org>'
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # No vacation or out-of-office replies to the editor for every issue sent.
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Precedence"] == "bulk"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     links = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
     assert len(links) == 2
     https, mailto = links

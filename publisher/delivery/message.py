@@ -296,6 +296,11 @@ def build_template(identity: ListIdentity, digest: Digest) -> MessageTemplate:
     b.slot("h:list_unsubscribe")
     b.add(
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        # Sent to a list by a program: out-of-office and vacation replies must not answer it
+        # (RFC 3834; Precedence for the responders that predate it, and Exchange's own).
+        b"Auto-Submitted: auto-generated\r\n"
+        b"Precedence: bulk\r\n"
+        b"X-Auto-Response-Suppress: OOF, AutoReply\r\n"
         b"MIME-Version: 1.0\r\n"
         b"Content-Type: multipart/alternative;\r\n"
         b' boundary="' + boundary.encode() + b'"\r\n'

@@ -106,25 +106,31 @@ urls = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=200)
 
 @given(
     st.lists(
-        st.tuples(st.lists(words, min_size=1, max_size=40), st.one_of(st.none(), urls)),
+        st.tuples(
+            st.lists(words, min_size=1, max_size=40),
+            st.one_of(st.none(), urls),
+            st.one_of(st.none(), urls),
+        ),
         min_size=1,
         max_size=8,
     )
 )
-def test_every_word_and_link_survives_and_lines_stay_short(paragraphs):
+def test_every_word_link_and_picture_survives_and_lines_stay_short(paragraphs):
     source = "".join(
         f"<p>{html.escape(' '.join(ws))}"
         + (f' <a href="{html.escape(url)}">link</a>' if url else "")
+        + (f' <img src="{html.escape(picture)}" alt="photo">' if picture else "")
         + "</p>"
-        for ws, url in paragraphs
+        for ws, url, picture in paragraphs
     )
     text = html_to_text(source)
     flat = text.split()
-    for ws, url in paragraphs:
+    for ws, url, picture in paragraphs:
         for word in ws:
             assert word in flat
-        if url:
-            assert url in text
+        for address in (url, picture):
+            if address:
+                assert address in flat  # whole: a URL is never broken across lines
     for line in text.splitlines():
         assert len(line.encode()) <= 998
         if len(line) > 78:  # only a word that cannot fit on any line may overflow

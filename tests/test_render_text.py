@@ -22,10 +22,11 @@ def test_paragraphs_headings_and_links_become_readable_text():
         "Opening hours\n"
         "-------------\n"
         "\n"
-        "The library [1] opens at nine; its site [1] has the rest. Write to\n"
+        "The library [1] opens at nine; its site [2] has the rest. Write to\n"
         "desk@example.org or see https://example.org/.\n"
         "\n"
-        "[1] https://example.org/library"
+        "[1] https://example.org/library\n"
+        "[2] https://example.org/library"
     )
 
 

@@ -221,13 +221,15 @@ class _Writer:
         self.note(href)
 
     def note(self, url: str | None) -> None:
-        """Mark the text just written with the number of `url` in the notes below."""
+        """Mark the text just written with a number, and list `url` under it below.
+
+        Every use gets its own note, even of an address noted before: then the text part
+        carries each address as often as the HTML part, which spam filters compare.
+        """
         url = (url or "").strip()
-        if not url:
-            return
-        if url not in self.links:
+        if url:
             self.links.append(url)
-        self.inline.append(f" [{self.links.index(url) + 1}]")
+            self.inline.append(f" [{len(self.links)}]")
 
     def list(self, el: etree._Element, *, ordered: bool) -> None:
         self.flush()

@@ -129,6 +129,10 @@ def test_the_welcome_links_the_latest_issue_and_carries_one_click_headers(
     assert message["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe?token=")
     assert "mailto:desk@news.example.org?subject=unsubscribe" in message["List-Unsubscribe"]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # List mail like the digest: no vacation or out-of-office replies to the sender.
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Precedence"] == "bulk"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     assert text.get_content().splitlines()[0] == "Hello,"
 
 

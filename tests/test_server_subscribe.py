@@ -61,6 +61,8 @@ def test_subscribing_stores_a_pending_address_and_mails_a_confirmation_link(
     assert mail["From"] == "Test Dispatch <desk@news.example.org>"
     assert mail["Subject"] == "Confirm your subscription to Test Dispatch"
     assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    assert "Precedence" not in mail  # a single answer to a request, not list mail
     assert mail["Message-ID"].endswith("@news.example.org>")
     # Not on the list yet: no list headers (RFC 2369 / 8058) on the confirmation.
     for header in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id"):

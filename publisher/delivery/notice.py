@@ -41,8 +41,12 @@ def build_notice(
     message["Subject"] = " ".join(subject.split())
     message["Date"] = format_datetime(date)
     message["Message-ID"] = make_msgid(kind, domain=identity.domain)
-    # RFC 3834: made by a program, not a person; vacation responders must not answer it.
+    # RFC 3834: made by a program, not a person; vacation responders must not answer it
+    # (nor Exchange's, which reads its own header).
     message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    if unsubscribe is not None:
+        message["Precedence"] = "bulk"  # list mail, as the digest
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
     data = message.as_bytes()

@@ -32,8 +32,8 @@ def build_notice(
     """A multipart/alternative message in 7-bit quoted-printable, DKIM-signed if asked.
 
     `unsubscribe` is (https URL, token) for list mail such as the welcome: it adds List-Id,
-    List-Unsubscribe and List-Unsubscribe-Post (RFC 2369, RFC 8058). A confirmation request
-    is not list mail yet and gets none of them.
+    List-Unsubscribe and List-Unsubscribe-Post (RFC 2369, RFC 8058), and Precedence: bulk.
+    A confirmation request is not list mail yet and gets none of them.
     """
     message = EmailMessage(policy=SMTP)
     message["From"] = Address(identity.from_name, addr_spec=identity.from_address)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -42,6 +43,9 @@ timeout = 5.0
 [delivery]
 from_address = "Test Dispatch <desk@news.example.org>"
 """
+
+
+MAIL_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/(?:confirm|unsubscribe)\?token=[0-9A-Za-z._-]+)")
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,12 @@ class Served:
                 raise AssertionError(f"expected {count} mails, got {len(self.sink.messages)}")
             time.sleep(0.02)
         return self.sink.parsed()[:count]
+
+    def mail_links(self, index: int) -> list[str]:
+        """The confirm and unsubscribe links in the plain text of mail number `index`."""
+        body = self.mails(index + 1)[index].get_body(("plain",))
+        assert body is not None
+        return MAIL_LINK.findall(body.get_content())
 
     def no_more_mail(self, count: int, wait: float = 0.3) -> None:
         """Give the sender thread time, then check nothing beyond `count` mails came."""

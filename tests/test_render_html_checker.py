@@ -104,6 +104,12 @@ def test_every_page_the_server_answers_with_conforms(served: Served, tmp_path: P
         "unsubscribe-invalid": client.get("unsubscribe", params={"token": "bogus"}),
         "not-found": client.get("no/such/page"),
     }
+    [confirm] = served.mail_links(0)
+    answers["confirmed"] = client.get(confirm)
+    [unsubscribe] = served.mail_links(1)  # the welcome's
+    answers["unsubscribe-ask"] = client.get(unsubscribe)
+    answers["unsubscribe-done"] = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert "You are unsubscribed" in answers["unsubscribe-done"].text
     pages = []
     for name, answer in answers.items():
         assert answer.headers["content-type"].startswith("text/html"), name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +32,6 @@ ARGS = [
 # Screenshots stay after the run for a person to look at (git-ignored).
 OUTPUT = ROOT / "test-output" / "browser"
 ISSUE = "2026-11-24"
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+/(?:confirm|unsubscribe)\?token=[0-9A-Za-z._-]+)")
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +64,6 @@ class Watch:
             self.problems.append(f"{response.status}: {response.url}")
 
 
-def links(served: Served, index: int) -> list[str]:
-    body = served.mails(index + 1)[index].get_body(("plain",))
-    assert body is not None
-    return LINK.findall(body.get_content())
-
-
 def test_a_reader_subscribes_confirms_and_unsubscribes_without_javascript(
     browser: sync_api.Browser, served: Served
 ) -> None:
@@ -90,7 +82,7 @@ def test_a_reader_subscribes_confirms_and_unsubscribes_without_javascript(
     assert pending is not None and pending.status == "pending"
 
     # The confirmation mail's link.
-    [confirm] = links(served, 0)
+    [confirm] = served.mail_links(0)
     page.goto(confirm)
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
     page.screenshot(path=OUTPUT / "confirmed-375.png", full_page=True)
@@ -98,7 +90,7 @@ def test_a_reader_subscribes_confirms_and_unsubscribes_without_javascript(
     assert active is not None and active.status == "active"
 
     # The welcome's unsubscribe link opens a page with one button.
-    [unsubscribe] = links(served, 1)
+    [unsubscribe] = served.mail_links(1)
     assert "/unsubscribe?token=" in unsubscribe
     page.goto(unsubscribe)
     expect(page.get_by_role("heading", name="Unsubscribe?")).to_be_visible()
@@ -148,9 +140,9 @@ def test_every_page_passes_axe_accessibility_checks(
     from axe_playwright_python.sync_playwright import Axe
 
     served.subscribe("reader@example.org")
-    [confirm] = links(served, 0)
+    [confirm] = served.mail_links(0)
     assert served.client().get(confirm).status_code == 200
-    [unsubscribe] = links(served, 1)
+    [unsubscribe] = served.mail_links(1)
     pages = {
         "archive": served.url,
         "issue": f"{served.url}{ISSUE}/",

@@ -151,6 +151,7 @@ def test_every_page_passes_axe_accessibility_checks(
         "confirmed": confirm,
         "unsubscribe": unsubscribe,
         "email": f"{served.url}{ISSUE}/email.html",
+        "not found": f"{served.url}no/such/page",
     }
     # The theme has a dark palette too: its contrast is checked as well.
     context = browser.new_context(

@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 _HEADERS = HeaderRegistry()
+# Every mail we send is made by a program: vacation and out-of-office responders must not
+# answer it (RFC 3834; Exchange reads a header of its own).
+AUTOMATED_HEADERS = (
+    ("Auto-Submitted", "auto-generated"),
+    ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+)
+# List mail (the digest, the welcome) also says so to the responders that predate RFC 3834.
+LIST_PRECEDENCE = ("Precedence", "bulk")
 
 # What each placeholder in the bodies stands for.
 _BODY_SLOTS = {
@@ -294,13 +302,10 @@ def build_template(identity: ListIdentity, digest: Digest) -> MessageTemplate:
     b.slot("h:message_id")
     b.add(_header_line("List-Id", f"{encode_phrase(identity.list_name)} <{identity.list_id}>"))
     b.slot("h:list_unsubscribe")
+    b.add(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    for name, value in (*AUTOMATED_HEADERS, LIST_PRECEDENCE):
+        b.add(_header_line(name, value))
     b.add(
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-        # Sent to a list by a program: out-of-office and vacation replies must not answer it
-        # (RFC 3834; Precedence for the responders that predate it, and Exchange's own).
-        b"Auto-Submitted: auto-generated\r\n"
-        b"Precedence: bulk\r\n"
-        b"X-Auto-Response-Suppress: OOF, AutoReply\r\n"
         b"MIME-Version: 1.0\r\n"
         b"Content-Type: multipart/alternative;\r\n"
         b' boundary="' + boundary.encode() + b'"\r\n'

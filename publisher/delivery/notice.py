@@ -9,7 +9,13 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from publisher.delivery.dkim import DkimSigner
-from publisher.delivery.message import ListIdentity, encode_phrase, mailto_url
+from publisher.delivery.message import (
+    AUTOMATED_HEADERS,
+    LIST_PRECEDENCE,
+    ListIdentity,
+    encode_phrase,
+    mailto_url,
+)
 from publisher.delivery.smtp import Connection
 from publisher.errors import DeliveryError
 from publisher.model import Notice, NoticeKind
@@ -41,12 +47,10 @@ def build_notice(
     message["Subject"] = " ".join(subject.split())
     message["Date"] = format_datetime(date)
     message["Message-ID"] = make_msgid(kind, domain=identity.domain)
-    # RFC 3834: made by a program, not a person; vacation responders must not answer it
-    # (nor Exchange's, which reads its own header).
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    for name, value in AUTOMATED_HEADERS:
+        message[name] = value
     if unsubscribe is not None:
-        message["Precedence"] = "bulk"  # list mail, as the digest
+        message[LIST_PRECEDENCE[0]] = LIST_PRECEDENCE[1]
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
     data = message.as_bytes()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lxml.html
 
-from publisher.model import Issue, Notice
+from publisher.model import PLACEHOLDER_UNSUBSCRIBE_URL, Issue, Notice
 from publisher.settings import Settings
 from publisher.store import Store
 from tests.conftest import Site
@@ -147,8 +147,18 @@ def confirm_token(notice: Notice | None) -> str:
     return mail_body(notice.data, "plain").split("confirm?token=")[1].split()[0]
 
 
+# A URL in plain text, or the unsubscribe placeholder a rendered digest holds in its place.
+_TEXT_URL = re.compile(rf"https?://\S+|{re.escape(PLACEHOLDER_UNSUBSCRIBE_URL)}")
+
+
+def urls_in(page: str, text: str) -> tuple[Counter[str], Counter[str]]:
+    """Every URL of an HTML part (links and pictures) and of its text part, counted."""
+    in_html = Counter(
+        str(url) for url in lxml.html.document_fromstring(page).xpath("//a/@href | //img/@src")
+    )
+    return in_html, Counter(_TEXT_URL.findall(text))
+
+
 def urls_in_parts(data: bytes) -> tuple[Counter[str], Counter[str]]:
-    """Every URL of a mail's HTML part (links and pictures) and of its text part, counted."""
-    page = lxml.html.document_fromstring(mail_body(data, "html"))
-    in_html = Counter(str(url) for url in page.xpath("//a/@href | //img/@src"))
-    return in_html, Counter(re.findall(r"https?://\S+", mail_body(data, "plain")))
+    """urls_in() of a whole mail's two parts."""
+    return urls_in(mail_body(data, "html"), mail_body(data, "plain"))

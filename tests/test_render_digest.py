@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from publisher.render.digest import (
 )
 from publisher.settings import Settings, SiteSettings
 from publisher.sources.clean import sanitize_html
+from tests.delivery_support import urls_in
 from tests.factories import (
     SITE_URL,
     make_article,
@@ -307,9 +307,7 @@ def test_the_text_part_links_what_the_html_part_links_as_often(
     digest = render_digest(env, settings, content)
     assert digest.form == case.partition(",")[0]
 
-    in_html = Counter(str(url) for url in parse(digest.html).xpath("//a/@href | //img/@src"))
-    urls = rf"https?://\S+|{re.escape(PLACEHOLDER_UNSUBSCRIBE_URL)}"
-    in_text = Counter(re.findall(urls, digest.text))
+    in_html, in_text = urls_in(digest.html, digest.text)
     assert in_text == in_html
     # No URL in the text ends in punctuation a reader's mail program could take for its own.
     assert not [url for url in in_text if url[-1] in ".,;:)"]

@@ -6,6 +6,7 @@ theme and the migrations sit beside the code; only a real wheel shows what ships
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,11 +60,8 @@ def test_publisher_installed_from_the_wheel_builds_the_sample_site(
         timeout=300,
     )
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "settings.toml").write_bytes((ROOT / "settings.toml").read_bytes())
-    for article in (ROOT / "articles").iterdir():
-        (site / "articles").mkdir(exist_ok=True)
-        (site / "articles" / article.name).write_bytes(article.read_bytes())
+    shutil.copytree(ROOT / "articles", site / "articles")
+    shutil.copy(ROOT / "settings.toml", site)
     # The installed copy first on the path, so the checkout's editable install is not used;
     # the dependencies come from the test environment.
     code = (
